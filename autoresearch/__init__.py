@@ -1,0 +1,1 @@
+"""simgate.autoresearch"""
