@@ -6,6 +6,8 @@ origin (0, 0, 0) on the table top. Success: distance(achieved, desired) < 0.05 m
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pybullet as p
 
@@ -18,7 +20,10 @@ DISTANCE_THRESHOLD_M = 0.05
 
 def goal_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Euclidean distance over the last axis; works on (3,) and (batch, 3)."""
-    return np.linalg.norm(np.asarray(a) - np.asarray(b), axis=-1)
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim == 1 and b.ndim == 1:
+        return np.float64(math.dist(a.tolist(), b.tolist()))
+    return np.linalg.norm(a - b, axis=-1)
 
 
 class Task:

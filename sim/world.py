@@ -42,6 +42,7 @@ class World:
         )
         self.floor_id = self.add_box((3.0, 3.0, 0.01), (0.0, 0.0, -0.41), 0.0, (0.2, 0.2, 0.2, 1.0))
         self._step = p.stepSimulation
+        self.tick = 0  # bumped whenever the physics state changes (caches key on it)
 
     # ---- bodies ----------------------------------------------------------------------------
     def add_box(self, half_extents_m, position_m, mass_kg, rgba, collide: bool = True) -> int:
@@ -62,6 +63,7 @@ class World:
     def step(self, substeps: int | None = None) -> None:
         """Advance ``substeps`` physics steps (default: one control period)."""
         step, cid = self._step, self.cid
+        self.tick += 1
         for _ in range(self.substeps if substeps is None else substeps):
             step(physicsClientId=cid)
 
