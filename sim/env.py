@@ -11,6 +11,11 @@ Action (Box [-1, 1]):
   ``joints`` control: joint-position deltas (dof) * ``max_joint_step_rad``;
   plus one gripper value (-1 closed .. 1 open) when the task uses the gripper.
 Episodes end by time limit (truncation) after ``max_episode_steps``; success never terminates.
+
+Physics: 2 ms time step, substeps = control period / time step (20 at 25 Hz), Bullet's solver
+with ``solver_iterations`` (default 10 instead of Bullet's 50: joint tracking and task outcomes
+stay the same within the tolerances that ``bench/sim_throughput.py --validate`` measures; pass
+``solver_iterations=None`` for Bullet's default).
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ import numpy as np
 import pybullet as p
 from gymnasium import spaces
 from pydantic import ValidationError
-
-from simgate.errors import ConfigError
 from simgate.sim.randomization import RandomizationConfig, resolve_randomization
 from simgate.sim.robot import Robot
 from simgate.sim.robot_spec import RobotSpec, resolve_spec
 from simgate.sim.tasks import TASKS, Task
 from simgate.sim.world import World
+
+from simgate.errors import ConfigError
 
 ControlMode = Literal["ee", "joints"]
 
@@ -49,7 +54,7 @@ class ArmEnv(gym.Env):
         max_episode_steps: int = 50,
         render_mode: str | None = None,
         time_step_s: float = 0.002,
-        solver_iterations: int | None = None,
+        solver_iterations: int | None = 10,
         max_ee_step_m: float = 0.05,
         max_joint_step_rad: float = 0.05,
         render_size: tuple[int, int] = (480, 360),
@@ -109,7 +114,10 @@ class ArmEnv(gym.Env):
             self.action_space.seed(seed)
         rng = self.np_random
         self._dr = self.randomization.sample(rng) if self.randomization.enabled else {}
+        self.world.restore()
         self._apply_randomization()
+        if self.world.snapshot is None:  # the object was rebuilt: snapshot the new world
+            self.world.save()
         self.robot.reset()
         if self.use_gripper:
             self.robot.command(self.robot.target[: self.robot.dof], 1.0)
@@ -177,28 +185,25 @@ class ArmEnv(gym.Env):
         robot = self.robot
         pos, _, vel = robot.ee_state()
         self._ee_pos = pos
-        parts = [pos, vel]
+        vals: list[float] = [*pos.tolist(), *vel.tolist()]
         if self.use_gripper or self.control == "joints":
-            q, _, _ = robot.joint_state()
+            q = robot.joint_positions()
             if self.use_gripper:
-                parts.append([robot.gripper_opening(q)])
+                vals.append(robot.gripper_opening(q))
             if self.control == "joints":
-                parts.append(q[: robot.dof])
-        task_obs = self.task.observation()
-        if task_obs.size:
-            parts.append(task_obs)
-        observation = np.concatenate(parts)
+                vals.extend(q[: robot.dof])
+        if self.task.obs_dim:
+            vals.extend(self.task.observation())
+        observation = np.array(vals, dtype=np.float32)
         achieved = self.task.achieved_goal(pos)
+        self._true_achieved = achieved
         noise = self._dr.get("obs_noise_std", 0.0) if self._dr else 0.0
         if noise:
-            observation = observation + self.np_random.normal(0.0, noise, observation.shape)
-            achieved_obs = achieved + self.np_random.normal(0.0, noise, 3)
-        else:
-            achieved_obs = achieved
-        self._true_achieved = achieved
+            observation = (observation + self.np_random.normal(0.0, noise, observation.shape)).astype(np.float32)
+            achieved = achieved + self.np_random.normal(0.0, noise, 3)
         return {
-            "observation": observation.astype(np.float32),
-            "achieved_goal": np.asarray(achieved_obs, dtype=np.float32),
+            "observation": observation,
+            "achieved_goal": np.array(achieved, dtype=np.float32),
             "desired_goal": self.task.goal.astype(np.float32),
         }
 

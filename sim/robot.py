@@ -12,12 +12,12 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pybullet as p
-
-from simgate.errors import RobotLoadError
 from simgate.sim._quiet import quiet_c_output
 from simgate.sim.robot_spec import RobotSpec
 from simgate.sim.urdf_tools import link_tree, prepare_urdf
 from simgate.sim.world import World
+
+from simgate.errors import RobotLoadError
 
 
 def _quat_rotate(q_xyzw, v) -> np.ndarray:
@@ -114,6 +114,8 @@ class Robot:
         self._lower_hit = self.lower[: self.dof] + 1e-3  # "at the limit" within 1 mrad
         self._upper_hit = self.upper[: self.dof] - 1e-3
         self._tcp_list = self._tcp_pos.tolist()
+        self._cols_prefix = self._ik_cols == list(range(len(self._ik_cols)))
+        self._eye = np.eye(6)
         self._rot_scale = (
             np.array([[1.0], [1.0], [1.0]] + [[self.orientation_weight]] * 3) if self._down is not None else None
         )
@@ -157,6 +159,12 @@ class Robot:
         s = [self._states[c] for c in self._motor_cols]
         return (np.array([x[0] for x in s]), np.array([x[1] for x in s]), np.array([x[3] for x in s]))
 
+    def joint_positions(self) -> list[float]:
+        """Positions of arm + gripper joints (rad or m) as a plain list (cheap; cached per step)."""
+        self._sense()
+        st = self._states
+        return [st[c][0] for c in self._motor_cols]
+
     def ee_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Tool centre point position (3,), orientation xyzw (4,), linear velocity (3,), world frame."""
         self._sense()
@@ -174,8 +182,8 @@ class Robot:
         """Gripper opening in [0, 1] (0 closed) from the joint positions ``q`` (arm + gripper)."""
         if not self.grip_ids:
             return 0.0
-        g0 = q[self.dof]
-        return float(np.clip((g0 - self._g_closed) / (self._g_open - self._g_closed), 0.0, 1.0))
+        frac = (float(q[self.dof]) - self._g_closed) / (self._g_open - self._g_closed)
+        return min(1.0, max(0.0, frac))
 
     # ---- commands --------------------------------------------------------------------------
     def ik(self, tcp_target_m: np.ndarray, damping: float = 0.02) -> np.ndarray:
@@ -212,11 +220,12 @@ class Robot:
             scale = sign * 2.0 * math.acos(abs(w)) / norm * w_rot if norm > 1e-9 else 0.0
             err += [dq[0] * scale, dq[1] * scale, dq[2] * scale]
             rows += [ang[0], ang[1], ang[2]]
-        jac = np.array(rows)[:, cols]
+        jac = np.array(rows)
+        jac = jac[:, : len(cols)] if self._cols_prefix else jac[:, cols]
         if self._rot_scale is not None:
             jac *= self._rot_scale
         jjt = jac @ jac.T
-        jjt[np.diag_indices_from(jjt)] += damping**2
+        jjt += (damping**2) * self._eye[: len(err), : len(err)]
         step = jac.T @ np.linalg.solve(jjt, np.array(err))
         return np.array([q_all[c] for c in cols]) + step
 

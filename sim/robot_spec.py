@@ -88,8 +88,17 @@ class RobotSpec(_Strict):
     )
     control_rate_hz: float = Field(25.0, gt=0, le=2000)
     workspace_scale: float = Field(1.0, gt=0, le=2, description="task ranges are scaled by this")
-    tasks: list[Literal["reach", "push", "pick_and_place"]] = ["reach", "push", "pick_and_place"]
+    tasks: list[Literal["reach", "push", "pick_and_place"]] = Field(
+        default=None, description="tasks this robot can do; default: all its hardware allows"
+    )
     spec_dir: str | None = Field(None, description="filled in by the loader")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_tasks(cls, data):
+        if isinstance(data, dict) and data.get("tasks") is None:
+            data = {**data, "tasks": ["reach", "push"] + (["pick_and_place"] if data.get("gripper") else [])}
+        return data
 
     @field_validator("arm_joints")
     @classmethod

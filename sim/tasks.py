@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import pybullet as p
-
 from simgate.sim.robot import Robot
 from simgate.sim.world import World
 
@@ -46,8 +45,9 @@ class Task:
     def reset(self, rng: np.random.Generator) -> None:
         raise NotImplementedError
 
-    def observation(self) -> np.ndarray:
-        return np.zeros(0)
+    def observation(self) -> list[float]:
+        """Task part of the observation (object state), plain floats."""
+        return []
 
     def achieved_goal(self, ee_pos: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -109,8 +109,12 @@ class _ObjectTask(Task):
         self.goal = np.array([*rng.uniform([-r, -r], [r, r]), h])
         if self.goal_z_range_m and rng.random() >= 0.3:
             self.goal[2] += rng.uniform(0.0, self.goal_z_range_m * s)
-        p.resetBasePositionAndOrientation(self.obj, [obj_xy[0], obj_xy[1], h], (0, 0, 0, 1),
-                                          physicsClientId=self.world.cid)
+        cid = self.world.cid
+        # Drop Bullet's cached contact (and its warm-start impulse) with the table: park the
+        # object far away for one collision pass, so an episode never depends on the last one.
+        p.resetBasePositionAndOrientation(self.obj, [50.0, 50.0, 50.0], (0, 0, 0, 1), physicsClientId=cid)
+        p.performCollisionDetection(physicsClientId=cid)
+        p.resetBasePositionAndOrientation(self.obj, [obj_xy[0], obj_xy[1], h], (0, 0, 0, 1), physicsClientId=cid)
         p.resetBaseVelocity(self.obj, (0, 0, 0), (0, 0, 0), physicsClientId=self.world.cid)
         self._place_marker()
 
@@ -119,7 +123,7 @@ class _ObjectTask(Task):
         pos, orn = p.getBasePositionAndOrientation(self.obj, physicsClientId=cid)
         lin, ang = p.getBaseVelocity(self.obj, physicsClientId=cid)
         self._obj_pos = np.array(pos)
-        return np.concatenate([pos, p.getEulerFromQuaternion(orn), lin, ang])
+        return [*pos, *p.getEulerFromQuaternion(orn), *lin, *ang]
 
     def achieved_goal(self, ee_pos):
         return self._obj_pos

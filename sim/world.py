@@ -43,6 +43,7 @@ class World:
         self.floor_id = self.add_box((3.0, 3.0, 0.01), (0.0, 0.0, -0.41), 0.0, (0.2, 0.2, 0.2, 1.0))
         self._step = p.stepSimulation
         self.tick = 0  # bumped whenever the physics state changes (caches key on it)
+        self.snapshot: int | None = None
 
     # ---- bodies ----------------------------------------------------------------------------
     def add_box(self, half_extents_m, position_m, mass_kg, rgba, collide: bool = True) -> int:
@@ -58,6 +59,21 @@ class World:
 
     def remove(self, body_id: int) -> None:
         p.removeBody(body_id, physicsClientId=self.cid)
+        self.snapshot = None  # a saved state needs the same bodies
+
+    # ---- determinism -----------------------------------------------------------------------
+    def save(self) -> None:
+        """Snapshot positions, velocities and Bullet's contact/warm-start caches."""
+        self.snapshot = p.saveState(physicsClientId=self.cid)
+
+    def restore(self) -> None:
+        """Return to the snapshot, so an episode does not depend on the ones before it
+        (Bullet warm-starts contacts from cached impulses). Takes one if there is none."""
+        if self.snapshot is None:
+            self.save()
+        else:
+            p.restoreState(self.snapshot, physicsClientId=self.cid)
+        self.tick += 1
 
     # ---- stepping --------------------------------------------------------------------------
     def step(self, substeps: int | None = None) -> None:
