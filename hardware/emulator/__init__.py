@@ -1,0 +1,2 @@
+"""Emulated servo buses (Feetech STS, Dynamixel Protocol 2.0) on a pseudo-terminal, whose servos
+are PyBullet joints."""

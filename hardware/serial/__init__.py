@@ -1,0 +1,1 @@
+"""Serial servo buses (Feetech STS, Dynamixel X) through the vendors' official SDKs."""

@@ -1,0 +1,211 @@
+"""Simulated backend: PyBullet stepping in real time at the spec's control rate in a background
+thread, position control through the robot's motors, a camera (RGB + depth), optional domain
+randomization (dynamics, action latency, observation noise).
+
+PyBullet clients are not thread-safe: every PyBullet call happens on the physics thread; other
+threads exchange numbers with it under a lock.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import numpy as np
+import pybullet as p
+from pydantic import BaseModel
+from simgate.hardware.types import BackendBase, Capabilities, Health, JointCommand, RobotState
+from simgate.sim.randomization import RandomizationConfig, resolve_randomization
+from simgate.sim.robot import Robot
+from simgate.sim.robot_spec import RobotSpec, resolve_spec
+from simgate.sim.world import World
+
+from simgate.errors import ConfigError, HardwareError
+
+
+class CameraConfig(BaseModel):
+    target_m: tuple[float, float, float] = (-0.1, 0.0, 0.05)
+    distance_m: float = 1.1
+    yaw_deg: float = 45.0
+    pitch_deg: float = -35.0
+
+
+class SimBackend(BackendBase):
+    """A real-time simulated arm (see module docstring)."""
+
+    def __init__(self, robot: str | RobotSpec = "panda", rate_hz: float | None = None,
+                 randomization: RandomizationConfig | dict | str | bool | None = None,
+                 camera: CameraConfig | None = None, seed: int = 0, realtime: bool = True,
+                 stale_after_periods: int = 3) -> None:
+        self.spec = resolve_spec(robot)
+        self.rate_hz = float(rate_hz or self.spec.control_rate_hz)
+        if not 0 < self.rate_hz <= 1000:
+            raise ConfigError(f"rate_hz must be in (0, 1000], got {self.rate_hz}")
+        self.randomization = resolve_randomization(randomization)
+        self.camera = camera or CameraConfig()
+        self.seed, self.realtime = seed, realtime
+        self.stale_after_s = stale_after_periods / self.rate_hz
+        caps = ["joint_positions", "joint_trajectory"] + (["gripper"] if self.spec.gripper else [])
+        self.capabilities = Capabilities(command_modes=caps, sensors=["joint_state", "camera", "ee_pose"])
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._state: RobotState | None = None
+        self._target: np.ndarray | None = None
+        self._requests: collections.deque = collections.deque()
+        self._error: str | None = None
+        self.steps = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def connect(self) -> None:
+        if self._thread is not None:
+            return
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="simgate-sim-backend", daemon=True)
+        self._thread.start()
+        if not ready.wait(30.0) or self._error:
+            raise HardwareError(f"simulated backend failed to start: {self._error or 'timeout'}")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    # ---- physics thread ----------------------------------------------------------------------
+    def _run(self, ready: threading.Event) -> None:
+        try:
+            period = 1.0 / self.rate_hz
+            substeps = max(1, int(round(period / 0.002)))
+            world = World(time_step_s=period / substeps, substeps=substeps, solver_iterations=10)
+            robot = Robot(world, self.spec)
+            rng = np.random.default_rng(self.seed)
+            dr = self.randomization.sample(rng) if self.randomization.enabled else {}
+            self._dr = dr
+            if dr:
+                for link in robot.link_ids():
+                    m0 = p.getDynamicsInfo(robot.body, link, physicsClientId=world.cid)[0]
+                    kw = {}
+                    if m0 > 0 and "link_mass_scale" in dr:
+                        kw["mass"] = m0 * dr["link_mass_scale"]
+                    if link >= 0 and "joint_damping" in dr:
+                        kw["jointDamping"] = dr["joint_damping"]
+                    if kw:
+                        p.changeDynamics(robot.body, link, physicsClientId=world.cid, **kw)
+            latency = int(dr.get("action_latency_steps", 0))
+            obs_noise = float(dr.get("obs_noise_std", 0.0))
+            robot.reset()
+            pending: collections.deque = collections.deque()
+            with self._lock:
+                self._target = robot.target.copy()
+            self._publish(robot, rng, obs_noise)
+            ready.set()
+            next_t = time.monotonic()
+            while not self._stop.is_set():
+                with self._lock:
+                    target = self._target.copy()
+                    requests = list(self._requests)
+                    self._requests.clear()
+                for fn, box in requests:  # camera and other work that needs the client
+                    try:
+                        box["result"] = fn(world, robot)
+                    except Exception as exc:  # noqa: BLE001 - handed back to the caller
+                        box["error"] = exc
+                    box["done"].set()
+                pending.append(target)
+                applied = pending.popleft() if len(pending) > latency else None
+                if applied is not None:
+                    robot.target = applied.copy()
+                    robot._send(applied)
+                world.step()
+                self.steps += 1
+                self._publish(robot, rng, obs_noise)
+                if self.realtime:
+                    next_t += period
+                    delay = next_t - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    else:
+                        next_t = time.monotonic()
+            world.close()
+        except Exception as exc:  # noqa: BLE001
+            self._error = f"{type(exc).__name__}: {exc}"
+            ready.set()
+
+    def _publish(self, robot: Robot, rng, obs_noise: float) -> None:
+        q, qd, eff = robot.joint_state()
+        if obs_noise:
+            q = q + rng.normal(0.0, obs_noise, q.shape)
+        pos, orn, _ = robot.ee_state()
+        dof = robot.dof
+        state = RobotState(
+            joint_names=[j.name for j in self.spec.arm_joints],
+            positions=q[:dof].tolist(), velocities=qd[:dof].tolist(), efforts=eff[:dof].tolist(),
+            gripper=robot.gripper_opening(q) if robot.grip_ids else None,
+            ee_position=pos.tolist(), ee_orientation=orn.tolist(), stamp_s=time.monotonic(),
+        )
+        with self._lock:
+            self._state = state
+
+    # ---- API ---------------------------------------------------------------------------------
+    def health(self) -> Health:
+        if self._error:
+            return Health.fault(self._error)
+        if self._thread is None:
+            return Health.fault("not connected")
+        with self._lock:
+            st = self._state
+        if st is None or time.monotonic() - st.stamp_s > self.stale_after_s:
+            return Health.stale(f"no physics update for more than {self.stale_after_s:.3f} s")
+        return Health.ok()
+
+    def read(self) -> RobotState:
+        with self._lock:
+            st = self._state
+        if st is None:
+            raise HardwareError("simulated backend is not connected")
+        return st.model_copy(update={"health": self.health()})
+
+    def write(self, command: JointCommand) -> JointCommand:
+        """Clip to position limits and the per-period velocity limit; returns what is applied."""
+        spec, dof = self.spec, self.spec.dof
+        with self._lock:
+            if self._target is None:
+                raise HardwareError("simulated backend is not connected")
+            target = self._target.copy()
+        lower = np.array([j.lower for j in spec.all_joints])
+        upper = np.array([j.upper for j in spec.all_joints])
+        if command.positions is not None:
+            q = np.asarray(command.positions, dtype=float)
+            if q.shape != (dof,) or not np.all(np.isfinite(q)):
+                raise ConfigError(f"positions must be {dof} finite values (joints {spec.joint_names[:dof]})")
+            target[:dof] = np.clip(q, lower[:dof], upper[:dof])
+        if command.gripper is not None and spec.gripper:
+            g = spec.gripper
+            frac = 0.025 + 0.95 * command.gripper
+            target[dof:] = (g.closed + frac * (g.open - g.closed)) * np.array(g.mults)
+        with self._lock:
+            self._target = target
+        sent_grip = command.gripper if spec.gripper else None
+        return JointCommand(positions=target[:dof].tolist() if command.positions is not None else None,
+                            gripper=sent_grip)
+
+    def camera_image(self, width: int = 320, height: int = 240, timeout_s: float = 5.0):
+        """RGB (H, W, 3) uint8 and depth (H, W) float32 in m, rendered offscreen."""
+        cam = self.camera
+
+        def render(world: World, robot: Robot):
+            return world.render(width, height, cam.target_m, cam.distance_m, cam.yaw_deg, cam.pitch_deg, depth=True)
+
+        return self._on_physics_thread(render, timeout_s)
+
+    def _on_physics_thread(self, fn, timeout_s: float):
+        box = {"done": threading.Event()}
+        with self._lock:
+            self._requests.append((fn, box))
+        if not box["done"].wait(timeout_s):
+            raise HardwareError("simulated backend did not answer in time")
+        if "error" in box:
+            raise HardwareError(str(box["error"]))
+        return box["result"]
