@@ -63,6 +63,7 @@ def make_panda_gym(task: str):
 
 def make_simgate(task: str):
     import gymnasium as gym
+
     import simgate.sim  # noqa: F401
 
     return gym.make(f"simgate/Panda{task}-v0")
@@ -77,6 +78,7 @@ def _pg_vec_factory(task: str):
 
 def bench(seconds: float, rounds: int = 3, tasks=tuple(TASKS)) -> dict:
     import gymnasium as gym
+
     from simgate.sim.vector import make_vec
 
     per = seconds / (4 * rounds * len(tasks))

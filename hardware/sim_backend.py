@@ -15,13 +15,13 @@ import time
 import numpy as np
 import pybullet as p
 from pydantic import BaseModel
+
+from simgate.errors import ConfigError, HardwareError
 from simgate.hardware.types import BackendBase, Capabilities, Health, JointCommand, RobotState
 from simgate.sim.randomization import RandomizationConfig, resolve_randomization
 from simgate.sim.robot import Robot
 from simgate.sim.robot_spec import RobotSpec, resolve_spec
 from simgate.sim.world import World
-
-from simgate.errors import ConfigError, HardwareError
 
 
 class CameraConfig(BaseModel):

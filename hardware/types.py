@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from simgate.sim.robot_spec import RobotSpec
 
 

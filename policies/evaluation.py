@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
+
 from simgate.policies.base import Policy
 
 # Disjoint seed ranges (the research loop's trusted evaluator draws "fresh" seeds elsewhere).

@@ -28,13 +28,13 @@ import numpy as np
 import pybullet as p
 from gymnasium import spaces
 from pydantic import ValidationError
+
+from simgate.errors import ConfigError
 from simgate.sim.randomization import RandomizationConfig, resolve_randomization
 from simgate.sim.robot import Robot
 from simgate.sim.robot_spec import RobotSpec, resolve_spec
 from simgate.sim.tasks import TASKS, Task
 from simgate.sim.world import World
-
-from simgate.errors import ConfigError
 
 ControlMode = Literal["ee", "joints"]
 

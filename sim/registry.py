@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 import gymnasium as gym
-from simgate.sim.robot_spec import load_robot_spec
 
 from simgate.errors import UnknownEnvError
+from simgate.sim.robot_spec import load_robot_spec
 
 ROBOT_PREFIX = {"panda": "Panda", "xarm6": "XArm6", "so101": "SO101"}
 TASK_SUFFIX = {"reach": "Reach", "push": "Push", "pick_and_place": "PickAndPlace"}

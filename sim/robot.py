@@ -12,12 +12,12 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pybullet as p
+
+from simgate.errors import RobotLoadError
 from simgate.sim._quiet import quiet_c_output
 from simgate.sim.robot_spec import RobotSpec
 from simgate.sim.urdf_tools import link_tree, prepare_urdf
 from simgate.sim.world import World
-
-from simgate.errors import RobotLoadError
 
 
 def _quat_rotate(q_xyzw, v) -> np.ndarray:

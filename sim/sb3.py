@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from simgate.sim.vector import ArmVectorEnv, make_vec
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from simgate.sim.vector import ArmVectorEnv, make_vec
 
 
 class SB3VecEnv(VecEnv):

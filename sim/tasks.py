@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pybullet as p
+
 from simgate.sim.robot import Robot
 from simgate.sim.world import World
 

@@ -16,6 +16,7 @@ def record_video(env_id: str, policy_factory, out: Path, episodes: int = 1, seed
     Returns the number of frames written.
     """
     import imageio.v2 as imageio
+
     from simgate.sim import make
 
     out = Path(out)

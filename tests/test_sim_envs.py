@@ -3,12 +3,12 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-import simgate.sim  # noqa: F401  (registers ids)
 from gymnasium.utils.env_checker import check_env
+
+import simgate.sim  # noqa: F401  (registers ids)
+from simgate.errors import ConfigError, RobotLoadError, UnknownEnvError
 from simgate.sim import make
 from simgate.sim.robot_spec import load_robot_spec
-
-from simgate.errors import ConfigError, RobotLoadError, UnknownEnvError
 
 
 def test_every_registered_id_passes_check_env(env_ids):

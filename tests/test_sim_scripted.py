@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from simgate.policies.evaluation import evaluate, wilson_interval
 from simgate.sim.scripted import scripted_policy_for
 

@@ -9,10 +9,10 @@ import time
 
 import numpy as np
 import pytest
-from simgate.sim import make
-from simgate.sim.vector import make_vec
 
 from simgate.errors import WorkerCrashedError
+from simgate.sim import make
+from simgate.sim.vector import make_vec
 
 
 def _children(pid):
@@ -127,8 +127,9 @@ def test_ctrl_c_leaves_no_orphans(tmp_path):
 
 
 def test_sb3_sac_her_smoke():
-    from simgate.sim.sb3 import make_sb3_vec
     from stable_baselines3 import SAC, HerReplayBuffer
+
+    from simgate.sim.sb3 import make_sb3_vec
 
     venv = make_sb3_vec("simgate/PandaReach-v0", 2, num_workers=2)
     model = SAC("MultiInputPolicy", venv, replay_buffer_class=HerReplayBuffer,

@@ -25,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 import pybullet as p
+
 from simgate.hardware.emulator import protocols as P
 from simgate.sim.robot import Robot
 from simgate.sim.robot_spec import RobotSpec, resolve_spec
@@ -101,7 +102,7 @@ class EmulatedServoBus:
         self.faults = Faults()
         self.rng = np.random.default_rng(seed)
         self.tables: dict[int, bytearray] = {}
-        for name, sid in self.ids.items():
+        for sid in self.ids.values():
             t = bytearray(self.model.table_size)
             self._put(t, "model", self.model.model_number)
             self._put(t, "id", sid)

@@ -20,12 +20,12 @@ import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from simgate.errors import ConfigError, HardwareError
 from simgate.hardware.serial.calibration import Calibration
 from simgate.hardware.serial.sdk_bus import BusError, SdkBus
 from simgate.hardware.types import BackendBase, Capabilities, Health, JointCommand, RobotState
 from simgate.sim.robot_spec import load_robot_spec
-
-from simgate.errors import ConfigError, HardwareError
 
 
 class SerialConfig(BaseModel):

@@ -13,9 +13,9 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from simgate.sim.robot_spec import RobotSpec
 
 from simgate.errors import ConfigError
+from simgate.sim.robot_spec import RobotSpec
 
 
 class JointCalibration(BaseModel):

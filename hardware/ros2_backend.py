@@ -1,0 +1,169 @@
+"""ROS 2 backend: an arm already run by ros2_control.
+
+Reads ``sensor_msgs/JointState`` (topic configurable, default ``/joint_states``); commands through
+the joint_trajectory_controller's topic interface (``trajectory_msgs/JointTrajectory`` on
+``/<controller>/joint_trajectory``). That interface gives no feedback, so this backend repeats
+the controller's own validation before publishing (joint names, strictly increasing
+``time_from_start``, zero velocity at the last point, limits). Stop = a one-point hold
+trajectory at the current positions. rclpy is imported lazily; the node spins in its own
+executor thread with its own context.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+from simgate.errors import ConfigError, HardwareError
+from simgate.hardware.types import (
+    BackendBase,
+    Capabilities,
+    Health,
+    JointCommand,
+    RobotState,
+    TrajectoryCommand,
+    TrajectoryPoint,
+)
+from simgate.sim.robot_spec import load_robot_spec
+
+
+def validate_trajectory(spec, traj: TrajectoryCommand) -> None:
+    """The joint_trajectory_controller's rules (plus limits), raising ConfigError naming the field."""
+    dof = spec.dof
+    prev = -1.0
+    for k, pt in enumerate(traj.points):
+        if len(pt.positions) != dof:
+            raise ConfigError(f"points[{k}].positions: expected {dof} values, got {len(pt.positions)}")
+        if not all(math.isfinite(x) for x in pt.positions):
+            raise ConfigError(f"points[{k}].positions: not finite")
+        if pt.time_from_start_s <= prev:
+            raise ConfigError(f"points[{k}].time_from_start_s: must be strictly increasing ({pt.time_from_start_s} after {prev})")
+        prev = pt.time_from_start_s
+        for j, x in zip(spec.arm_joints, pt.positions, strict=True):
+            if not j.lower <= x <= j.upper:
+                raise ConfigError(f"points[{k}].positions: joint {j.name!r} at {x:.4f} outside [{j.lower}, {j.upper}]")
+        if pt.velocities is not None and len(pt.velocities) != dof:
+            raise ConfigError(f"points[{k}].velocities: expected {dof} values")
+    last = traj.points[-1]
+    if last.velocities is not None and any(abs(v) > 1e-9 for v in last.velocities):
+        raise ConfigError("points[-1].velocities: must be zero at the end of a trajectory")
+
+
+class Ros2Backend(BackendBase):
+    def __init__(self, config) -> None:
+        self.config = config
+        self.spec = load_robot_spec(config.robot)
+        self.arm = [j.name for j in self.spec.arm_joints]
+        self.capabilities = Capabilities(command_modes=["joint_positions", "joint_trajectory"], sensors=["joint_state"])
+        self._lock = threading.Lock()
+        self._last: RobotState | None = None
+        self._last_rx = 0.0
+        self._ctx = self._node = self._exec = self._thread = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def connect(self) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile
+        from sensor_msgs.msg import JointState
+        from trajectory_msgs.msg import JointTrajectory
+
+        self._ctx = rclpy.Context()
+        rclpy.init(context=self._ctx)
+        self._node = rclpy.create_node(f"simgate_ros2_backend_{id(self) & 0xFFFF:x}", context=self._ctx)
+        self._JT = JointTrajectory
+        self._node.create_subscription(JointState, self.config.joint_states_topic, self._on_joint_state, QoSProfile(depth=10))
+        topic = f"/{self.config.controller.strip('/')}/joint_trajectory"
+        self._pub = self._node.create_publisher(JointTrajectory, topic, 10)
+        self._exec = SingleThreadedExecutor(context=self._ctx)
+        self._exec.add_node(self._node)
+        self._thread = threading.Thread(target=self._spin, daemon=True, name="simgate-ros2-backend")
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            while self._ctx is not None and self._ctx.ok():
+                self._exec.spin_once(timeout_sec=0.05)
+        except Exception:  # noqa: BLE001 - shutdown races end the loop
+            pass
+
+    def close(self) -> None:
+        ctx, self._ctx = self._ctx, None
+        if ctx is None:
+            return
+        if self._thread:
+            self._thread.join(timeout=2)
+        self._exec.shutdown()
+        self._node.destroy_node()
+        ctx.try_shutdown()
+
+    # ---- state -------------------------------------------------------------------------------
+    def _on_joint_state(self, msg) -> None:
+        idx = {n: i for i, n in enumerate(msg.name)}
+        if not all(n in idx for n in self.arm):
+            return
+        pos = [msg.position[idx[n]] for n in self.arm]
+        vel = [msg.velocity[idx[n]] if len(msg.velocity) == len(msg.name) else 0.0 for n in self.arm]
+        eff = [msg.effort[idx[n]] if len(msg.effort) == len(msg.name) else 0.0 for n in self.arm]
+        now = time.monotonic()
+        with self._lock:
+            self._last = RobotState(joint_names=self.arm, positions=pos, velocities=vel, efforts=eff, stamp_s=now)
+            self._last_rx = now
+
+    def health(self) -> Health:
+        if self._ctx is None:
+            return Health.fault("not connected")
+        with self._lock:
+            age = time.monotonic() - self._last_rx if self._last else math.inf
+        if age > self.config.stale_after_s:
+            return Health.stale(f"no {self.config.joint_states_topic} message for {age:.2f} s")
+        return Health.ok()
+
+    def read(self) -> RobotState:
+        with self._lock:
+            last = self._last
+        if last is None:
+            raise HardwareError(f"no message on {self.config.joint_states_topic} yet")
+        return last.model_copy(update={"health": self.health()})
+
+    # ---- commands ----------------------------------------------------------------------------
+    def write(self, command: JointCommand) -> JointCommand:
+        if command.positions is None:
+            return JointCommand()
+        h = self.health()
+        if h.status != "ok":
+            raise HardwareError(f"refusing to move: backend is {h.status} ({h.reason})")
+        cur = self.read().positions
+        tgt = list(command.positions)
+        if len(tgt) != self.spec.dof:
+            raise ConfigError(f"positions: expected {self.spec.dof} values (joints {self.arm})")
+        # time to get there at the joints' velocity limits
+        dur = max(self.config.min_move_time_s,
+                  max(abs(t - c) / j.velocity for t, c, j in zip(tgt, cur, self.spec.arm_joints, strict=True)))
+        traj = TrajectoryCommand(points=[TrajectoryPoint(positions=tgt, velocities=[0.0] * len(tgt), time_from_start_s=dur)])
+        self.write_trajectory(traj)
+        return JointCommand(positions=tgt)
+
+    def write_trajectory(self, traj: TrajectoryCommand) -> TrajectoryCommand:
+        validate_trajectory(self.spec, traj)
+        from builtin_interfaces.msg import Duration
+        from trajectory_msgs.msg import JointTrajectoryPoint
+
+        msg = self._JT()
+        msg.joint_names = list(self.arm)
+        for pt in traj.points:
+            p = JointTrajectoryPoint()
+            p.positions = [float(x) for x in pt.positions]
+            p.velocities = [float(x) for x in (pt.velocities or [0.0] * self.spec.dof)] if pt.velocities is not None else []
+            sec = int(pt.time_from_start_s)
+            p.time_from_start = Duration(sec=sec, nanosec=int(round((pt.time_from_start_s - sec) * 1e9)))
+            msg.points.append(p)
+        self._pub.publish(msg)
+        return traj
+
+    def stop(self) -> None:
+        """A one-point hold at the current positions (an empty trajectory is rejected on Jazzy)."""
+        cur = [min(j.upper, max(j.lower, x)) for x, j in zip(self.read().positions, self.spec.arm_joints, strict=True)]
+        self.write_trajectory(TrajectoryCommand(points=[TrajectoryPoint(positions=cur, velocities=[0.0] * len(cur),
+                                                                        time_from_start_s=0.05)]))

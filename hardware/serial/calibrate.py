@@ -1,0 +1,66 @@
+"""`simgate calibrate`: record homing offsets, directions and tick ranges.
+
+Interactive: torque off; the user puts the arm in its zero pose (the spec's zero angles) and
+presses Enter (homing offsets); then moves every joint through its full range for ``sweep_s``
+seconds (min / max ticks). Directions default to +1 (flip one with --joint flags if a joint
+turns the wrong way). From flags: ``--joint NAME=OFFSET,DIRECTION,MIN,MAX`` for every joint.
+"""
+
+from __future__ import annotations
+
+import time
+
+from simgate.errors import ConfigError
+from simgate.hardware.serial.calibration import Calibration, JointCalibration
+from simgate.hardware.serial.sdk_bus import SdkBus
+from simgate.sim.robot_spec import load_robot_spec
+
+
+def _ids(spec, id_map):
+    return id_map or {n: i + 1 for i, n in enumerate(spec.joint_names)}
+
+
+def calibrate_from_flags(robot: str, flags: list[str], id_map: dict[str, int] | None = None) -> Calibration:
+    spec = load_robot_spec(robot)
+    ids = _ids(spec, id_map)
+    joints = {}
+    for flag in flags:
+        try:
+            name, rest = flag.split("=", 1)
+            off, direction, lo, hi = (int(x) for x in rest.split(","))
+        except ValueError as exc:
+            raise ConfigError(f"--joint {flag!r}: expected NAME=OFFSET,DIRECTION,MIN,MAX") from exc
+        if name not in spec.joint_names:
+            raise ConfigError(f"--joint {flag!r}: robot {spec.name!r} has no joint {name!r}")
+        joints[name] = JointCalibration(id=ids[name], homing_offset=off, direction=direction, min_ticks=lo, max_ticks=hi)
+    cal = Calibration(robot=spec.name, joints=joints)
+    cal.check_covers(spec, "from --joint flags")
+    return cal
+
+
+def calibrate_interactive(port, protocol, robot, id_map, baud, sweep_s, prompt, echo) -> Calibration:
+    spec = load_robot_spec(robot)
+    ids = _ids(spec, id_map)
+    bus = SdkBus(protocol, port, baud)
+    bus.open()
+    try:
+        for n in spec.joint_names:
+            bus.ping(ids[n])
+            bus.set_torque(ids[n], False)
+        prompt("Torque is off. Put the arm in its zero pose, then press Enter", default="", show_default=False)
+        zero = bus.sync_read_present([ids[n] for n in spec.joint_names])
+        echo(f"Now move every joint through its full range for {sweep_s:.0f} s ...")
+        lo = {n: zero[ids[n]][0] for n in spec.joint_names}
+        hi = dict(lo)
+        t_end = time.monotonic() + sweep_s
+        while time.monotonic() < t_end:
+            now = bus.sync_read_present([ids[n] for n in spec.joint_names])
+            for n in spec.joint_names:
+                lo[n] = min(lo[n], now[ids[n]][0])
+                hi[n] = max(hi[n], now[ids[n]][0])
+            time.sleep(0.02)
+    finally:
+        bus.close()
+    joints = {n: JointCalibration(id=ids[n], homing_offset=zero[ids[n]][0], direction=1,
+                                  min_ticks=lo[n], max_ticks=max(hi[n], lo[n] + 1)) for n in spec.joint_names}
+    return Calibration(robot=spec.name, joints=joints)
