@@ -2,6 +2,10 @@ import os
 
 import pytest
 
+# every test run gets its own DDS domain and stays on this machine
+os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
 os.environ.setdefault("SIMGATE_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "simgate"))
 
 

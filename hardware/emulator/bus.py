@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import select
+import sys
 import tempfile
 import threading
 import time
@@ -141,6 +142,9 @@ class EmulatedServoBus:
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> EmulatedServoBus:
+        # The emulator's I/O thread must answer within the host's reply timeout (a few ms) even
+        # when the host runs in this same process: switch threads every 0.5 ms, not every 5 ms.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         self._open_pty()
         ready = threading.Event()
         phys = threading.Thread(target=self._physics, args=(ready,), daemon=True, name="simgate-bus-physics")

@@ -95,10 +95,13 @@ class SerialBackend(BackendBase):
         try:
             for n in self.names:
                 sid = cfg.ids[n]
-                try:
-                    model = bus.ping(sid)
-                except BusError as exc:
-                    raise HardwareError(f"joint {n!r} (servo id {sid}) does not answer on {cfg.port}: {exc}") from exc
+                for attempt in range(cfg.read_retries + 1):
+                    try:
+                        model = bus.ping(sid)
+                        break
+                    except BusError as exc:
+                        if attempt == cfg.read_retries:
+                            raise HardwareError(f"joint {n!r} (servo id {sid}) does not answer on {cfg.port}: {exc}") from exc
                 if model not in bus.regs.model_numbers:
                     raise HardwareError(f"joint {n!r} (servo id {sid}): model number {model} is not a "
                                         f"{cfg.protocol} servo simgate knows {bus.regs.model_numbers}")

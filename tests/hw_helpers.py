@@ -1,0 +1,45 @@
+"""Shared fixtures' building blocks for hardware tests."""
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+
+from simgate.hardware.emulator.bus import EmulatedServoBus
+from simgate.hardware.serial.backend import SerialBackend, SerialConfig
+from simgate.hardware.serial.calibration import nominal_calibration
+
+
+@contextlib.contextmanager
+def serial_rig(protocol, tmp_path, **cfg):
+    with EmulatedServoBus(protocol, "so101") as bus:
+        cal = tmp_path / f"cal-{protocol}.yaml"
+        nominal_calibration(bus.spec, bus.ids).save(cal)
+        config = SerialConfig(port=bus.port, protocol=protocol, ids=bus.ids, calibration=str(cal), **cfg)
+        yield bus, config
+
+
+@contextlib.contextmanager
+def fake_ros2_controller(robot="so101"):
+    proc = subprocess.Popen([sys.executable, "-m", "simgate.hardware.ros2_fake_controller", "--robot", robot],
+                            stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def wait_for(pred, timeout_s=5.0, period_s=0.02):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        v = pred()
+        if v:
+            return v
+        time.sleep(period_s)
+    return pred()
+
+
+__all__ = ["SerialBackend", "serial_rig", "fake_ros2_controller", "wait_for"]
