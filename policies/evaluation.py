@@ -64,6 +64,7 @@ class EvalResult(BaseModel):
         return {
             "env": self.env,
             "episodes": self.episodes,
+            "seeds": self.seeds,
             "success_rate": self.success_rate,
             "success_ci95": list(self.success_ci95),
             "mean_return": self.mean_return,

@@ -1,0 +1,47 @@
+"""Promotion of a training run: holdout and robustness evaluation by the shared harness, then
+the registry. The holdout seeds are used here and in final reports only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from simgate.policies.evaluation import evaluate, seeds_for
+from simgate.policies.export import TorchPolicy
+from simgate.policies.registry import Registry
+from simgate.sim import make
+
+
+def env_spec(env_id: str) -> dict:
+    env = make(env_id)
+    try:
+        return {"env_id": env_id, "robot": env.spec_robot.name, "control_rate_hz": env.spec_robot.control_rate_hz,
+                "control": env.control, "task": env.task_name,
+                "observation_space": {k: list(v.shape) for k, v in env.observation_space.spaces.items()},
+                "action_space": {"shape": list(env.action_space.shape), "low": -1.0, "high": 1.0}}
+    finally:
+        env.close()
+
+
+def promote_run(run_dir: str | Path, registry_dir=None, name: str | None = None, holdout_episodes: int = 100,
+                robustness_episodes: int | None = None, ledger_entry: dict | None = None) -> str:
+    run_dir = Path(run_dir)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    env_id = cfg["env_id"]
+    policy = TorchPolicy(run_dir / "policy.ts")
+    hold = evaluate(policy, env_id, seeds_for("holdout", holdout_episodes))
+    robust = evaluate(policy, env_id, seeds_for("holdout", robustness_episodes or holdout_episodes),
+                      {"randomization": "preset"})
+    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    meta = {
+        **env_spec(env_id),
+        "holdout": hold.summary(),
+        "robustness": {"randomization": "preset", **robust.summary()},
+        "training": {"config": cfg, "steps": run.get("steps"), "wall_s": run.get("wall_s"), "device": run.get("device")},
+        "ledger_entry": ledger_entry,
+    }
+    if run.get("code"):
+        meta["code"] = run["code"]
+    return Registry(registry_dir).promote(run_dir / "policy.ts", meta, name=name)

@@ -1,0 +1,225 @@
+"""`simgate train`: SB3 / sb3-contrib training with progress, TensorBoard, periodic evaluation on
+the harness's ``selection`` seeds, atomic checkpoints (model + replay buffer + normalization)
+and resume after interruption (SIGINT saves a checkpoint, the next run continues from it).
+
+Output directory layout:
+  config.yaml          the recipe that ran
+  run.json             device, library versions, code version, steps, wall time, evaluations
+  eval.csv             steps, wall_s, selection success, mean return
+  tb/                  TensorBoard logs
+  checkpoints/         latest.zip, replay_buffer.pkl, vecnormalize.pkl, state.json
+  model.zip            final SB3 model;  policy.ts (+ .json): TorchScript actor, torch only
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from simgate.policies.evaluation import evaluate, seeds_for
+from simgate.policies.export import SB3Policy, export_torchscript
+from simgate.policies.provenance import code_version, library_versions
+from simgate.policies.recipes import RecipeConfig
+
+
+def pick_device(requested: str = "auto") -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+class _Interrupt:
+    def __init__(self) -> None:
+        self.flag = False
+        self._old = None
+
+    def __enter__(self):
+        self._old = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, *_):
+        self.flag = True
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._old)
+
+
+def _algo_cls(algo: str):
+    if algo == "sac":
+        from stable_baselines3 import SAC
+
+        return SAC
+    if algo == "tqc":
+        from sb3_contrib import TQC
+
+        return TQC
+    from stable_baselines3 import PPO
+
+    return PPO
+
+
+def make_training_env(cfg: RecipeConfig):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from simgate.sim.sb3 import make_sb3_vec
+
+    kwargs = {"randomization": cfg.randomization} if cfg.randomization else {}
+    venv = make_sb3_vec(cfg.env_id, cfg.num_envs, cfg.num_workers, **kwargs)
+    if cfg.normalize_obs:
+        venv = VecNormalize(venv, norm_obs=True, norm_reward=False, gamma=cfg.gamma)
+    return venv
+
+
+def build_model(cfg: RecipeConfig, venv, device: str, tb_dir: str | None):
+    cls = _algo_cls(cfg.algo)
+    common = {"learning_rate": cfg.learning_rate, "gamma": cfg.gamma, "seed": cfg.seed, "device": device,
+              "verbose": 0, "tensorboard_log": tb_dir}
+    if cfg.algo == "ppo":
+        return cls("MultiInputPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+                   ent_coef=cfg.ent_coef, policy_kwargs={"net_arch": cfg.net_arch}, **common)
+    kw = {"batch_size": cfg.batch_size, "tau": cfg.tau, "buffer_size": cfg.buffer_size,
+          "learning_starts": cfg.learning_starts, "train_freq": cfg.train_freq, "gradient_steps": cfg.gradient_steps,
+          "policy_kwargs": {"net_arch": cfg.net_arch, **({"n_critics": cfg.n_critics} if cfg.algo == "tqc" else {})}}
+    if cfg.her_n_sampled_goal > 0:
+        from stable_baselines3 import HerReplayBuffer
+
+        kw["replay_buffer_class"] = HerReplayBuffer
+        kw["replay_buffer_kwargs"] = {"n_sampled_goal": cfg.her_n_sampled_goal, "goal_selection_strategy": "future"}
+    return cls("MultiInputPolicy", venv, **kw, **common)
+
+
+def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max_wall_s: float | None = None) -> dict:
+    """Train (or resume) into ``out_dir``. Returns run.json's content.
+
+    Stops at ``cfg.total_steps`` env steps, at ``cfg.stop_at_success`` on the selection seeds,
+    at ``max_wall_s``, or on SIGINT (checkpoint saved; ``status`` says which).
+    """
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    torch.set_num_threads(cfg.torch_threads)
+    out = Path(out_dir)
+    ck = out / "checkpoints"
+    ck.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    venv = make_training_env(cfg)
+    resumed = (ck / "latest.zip").exists()
+    state = json.loads((ck / "state.json").read_text()) if (ck / "state.json").exists() else {"evals": [], "wall_s": 0.0}
+    if resumed:
+        model = _algo_cls(cfg.algo).load(str(ck / "latest.zip"), env=venv, device=device)
+        if (ck / "replay_buffer.pkl").exists() and hasattr(model, "load_replay_buffer"):
+            model.load_replay_buffer(str(ck / "replay_buffer.pkl"))
+        if isinstance(venv, VecNormalize) and (ck / "vecnormalize.pkl").exists():
+            loaded = VecNormalize.load(str(ck / "vecnormalize.pkl"), venv.venv)
+            venv.obs_rms, venv.ret_rms = loaded.obs_rms, loaded.ret_rms
+    else:
+        model = build_model(cfg, venv, device, str(out / "tb"))
+    vecnorm = venv if isinstance(venv, VecNormalize) else None
+    eval_seeds = seeds_for("selection", cfg.eval_episodes)
+    t_start = time.perf_counter() - state["wall_s"]
+    status = {"value": "completed"}
+
+    def save_checkpoint() -> None:
+        # each file is written aside and renamed into place: a kill never leaves half a file
+        model.save(str(ck / "latest.tmp.zip"))
+        os.replace(ck / "latest.tmp.zip", ck / "latest.zip")
+        if hasattr(model, "save_replay_buffer"):
+            model.save_replay_buffer(str(ck / "replay_buffer.tmp.pkl"))
+            os.replace(ck / "replay_buffer.tmp.pkl", ck / "replay_buffer.pkl")
+        if vecnorm is not None:
+            _atomic(ck / "vecnormalize.pkl", lambda p: vecnorm.save(str(p)))
+        state["wall_s"] = time.perf_counter() - t_start
+        state["steps"] = int(model.num_timesteps)
+        _atomic(ck / "state.json", lambda p: p.write_text(json.dumps(state, indent=2)))
+
+    interrupt = _Interrupt()
+
+    class Hooks(BaseCallback):
+        def _on_step(self) -> bool:
+            n = self.model.num_timesteps
+            if n % cfg.eval_every_steps < cfg.num_envs:
+                vn = vecnorm
+                if vn is not None:
+                    vn.training = False
+                res = evaluate(SB3Policy(self.model, vn), cfg.env_id, eval_seeds)
+                if vn is not None:
+                    vn.training = True
+                wall = time.perf_counter() - t_start
+                state["evals"].append({"steps": int(n), "wall_s": round(wall, 2), "success": res.success_rate,
+                                       "mean_return": res.mean_return})
+                with open(out / "eval.csv", "a") as f:
+                    f.write(f"{n},{wall:.2f},{res.success_rate:.4f},{res.mean_return:.4f}\n")
+                self.logger.record("eval/selection_success", res.success_rate)
+                if cfg.stop_at_success is not None and res.success_rate >= cfg.stop_at_success:
+                    status["value"] = "solved"
+                    return False
+            if n % cfg.checkpoint_every_steps < cfg.num_envs:
+                save_checkpoint()
+            if interrupt.flag:
+                status["value"] = "interrupted"
+                return False
+            if max_wall_s is not None and time.perf_counter() - t_start > max_wall_s:
+                status["value"] = "wall_clock_budget"
+                return False
+            for v in self.locals.get("infos", [])[:1]:
+                if not np.all(np.isfinite(self.locals.get("rewards", [0.0]))):
+                    raise FloatingPointError(f"non-finite reward at step {n}: {v}")
+            return True
+
+    remaining = max(0, cfg.total_steps - int(model.num_timesteps))
+    try:
+        with interrupt:
+            if remaining:
+                model.learn(remaining, callback=Hooks(), reset_num_timesteps=not resumed,
+                            progress_bar=progress_bar, tb_log_name="run")
+    finally:
+        save_checkpoint()
+        venv.close()
+    run = {
+        "status": status["value"], "env_id": cfg.env_id, "algo": cfg.algo, "device": device,
+        "steps": int(model.num_timesteps), "wall_s": round(time.perf_counter() - t_start, 2),
+        "resumed": resumed, "evals": state["evals"], "code": code_version(), "libraries": library_versions(),
+    }
+    if status["value"] != "interrupted":
+        model.save(str(out / "model.zip"))
+        if vecnorm is not None:
+            vecnorm.save(str(out / "vecnormalize.pkl"))
+        export_torchscript(model, out / "policy.ts", vecnorm)
+    (out / "run.json").write_text(json.dumps(run, indent=2))
+    if status["value"] == "interrupted":
+        raise KeyboardInterrupt(f"training interrupted at {run['steps']} steps; checkpoint in {ck}")
+    return run
+
+
+def load_trained(run_dir: str | Path):
+    """(SB3 model, VecNormalize or None) of a finished run directory."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from simgate.sim.sb3 import make_sb3_vec
+
+    run_dir = Path(run_dir)
+    cfg = RecipeConfig(**yaml.safe_load((run_dir / "config.yaml").read_text()))
+    env = make_sb3_vec(cfg.env_id, 1, 1)  # HER models need an env to load
+    model = _algo_cls(cfg.algo).load(str(run_dir / "model.zip"), env=env, device="cpu")
+    vn = None
+    if (run_dir / "vecnormalize.pkl").exists():
+        vn = VecNormalize.load(str(run_dir / "vecnormalize.pkl"), env)
+        vn.training = False
+    return model, vn
