@@ -57,6 +57,7 @@ class EvalResult(BaseModel):
     mean_episode_length: float
     joint_limit_hits: int
     commands_clipped: int
+    self_collision_steps: int
     per_episode_success: list[bool]
     per_episode_return: list[float]
 
@@ -71,6 +72,7 @@ class EvalResult(BaseModel):
             "mean_episode_length": self.mean_episode_length,
             "joint_limit_hits": self.joint_limit_hits,
             "commands_clipped": self.commands_clipped,
+            "self_collision_steps": self.self_collision_steps,
         }
 
 
@@ -91,7 +93,8 @@ def evaluate(
     try:
         pol = policy(env) if callable(policy) and not hasattr(policy, "act") else policy
         successes, returns, lengths = [], [], []
-        limit_hits = clipped = 0
+        limit_hits = clipped = self_coll = 0
+        robot = getattr(env, "unwrapped", env).robot
         for k, seed in enumerate(seeds):
             obs, info = env.reset(seed=int(seed))
             pol.reset()
@@ -101,6 +104,7 @@ def evaluate(
                 obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
                 steps += 1
+                self_coll += robot.in_self_collision(margin_m=0.001)
                 if terminated or truncated:
                     break
             successes.append(bool(info["is_success"]))
@@ -122,6 +126,7 @@ def evaluate(
             mean_episode_length=float(np.mean(lengths)) if n else 0.0,
             joint_limit_hits=limit_hits,
             commands_clipped=clipped,
+            self_collision_steps=self_coll,
             per_episode_success=successes,
             per_episode_return=returns,
         )

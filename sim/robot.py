@@ -262,5 +262,18 @@ class Robot:
         p.setJointMotorControlArray(self.body, self.motor_ids, p.POSITION_CONTROL, targetPositions=q.tolist(),
                                     forces=self.forces, physicsClientId=self.world.cid)
 
+    def in_self_collision(self, margin_m: float = 0.0) -> bool:
+        """True when two links at least 3 apart in the chain penetrate each other (closest
+        distance < -margin). Costs a few dozen PyBullet queries: for evaluation, not training."""
+        cid, body = self.world.cid, self.body
+        if not hasattr(self, "_self_pairs"):
+            links = self.link_ids()
+            self._self_pairs = [(a, b) for i, a in enumerate(links) for b in links[i + 3 :]]
+        for a, b in self._self_pairs:
+            pts = p.getClosestPoints(body, body, 0.0, linkIndexA=a, linkIndexB=b, physicsClientId=cid)
+            if any(pt[8] < -margin_m for pt in pts):
+                return True
+        return False
+
     def link_ids(self) -> list[int]:
         return [-1, *range(p.getNumJoints(self.body, physicsClientId=self.world.cid))]

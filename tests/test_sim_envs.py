@@ -181,3 +181,17 @@ def test_rgb_render():
     img = env.render()
     assert img.shape == (48, 64, 3) and img.dtype == np.uint8 and img.std() > 5
     env.close()
+
+
+def test_self_collision_detector():
+    import pybullet as p
+
+    env = make("simgate/PandaReachJoints-v0")
+    env.reset(seed=0)
+    robot = env.robot
+    assert not robot.in_self_collision(0.001)
+    folded = [0.81, -0.84, -2.72, -3.02, 1.86, 3.42, 0.63]  # elbow folded back into the base
+    for j, q in zip(robot.motor_ids, folded, strict=True):
+        p.resetJointState(robot.body, j, q, physicsClientId=env.world.cid)
+    assert robot.in_self_collision(0.001)
+    env.close()
