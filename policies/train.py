@@ -103,11 +103,13 @@ def build_model(cfg: RecipeConfig, venv, device: str, tb_dir: str | None):
     return cls("MultiInputPolicy", venv, **kw, **common)
 
 
-def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max_wall_s: float | None = None) -> dict:
+def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max_wall_s: float | None = None,
+          on_eval=None) -> dict:
     """Train (or resume) into ``out_dir``. Returns run.json's content.
 
     Stops at ``cfg.total_steps`` env steps, at ``cfg.stop_at_success`` on the selection seeds,
-    at ``max_wall_s``, or on SIGINT (checkpoint saved; ``status`` says which).
+    at ``max_wall_s``, when ``on_eval(steps, success)`` returns True (pruned), or on SIGINT
+    (checkpoint saved; ``status`` says which).
     """
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
@@ -169,6 +171,9 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
                 self.logger.record("eval/selection_success", res.success_rate)
                 if cfg.stop_at_success is not None and res.success_rate >= cfg.stop_at_success:
                     status["value"] = "solved"
+                    return False
+                if on_eval is not None and on_eval(int(n), res.success_rate):
+                    status["value"] = "pruned"
                     return False
             if n % cfg.checkpoint_every_steps < cfg.num_envs:
                 save_checkpoint()

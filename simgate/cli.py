@@ -178,6 +178,103 @@ def policies_remove(ref: str, registry: Path | None = typer.Option(None)) -> Non
     print(f"removed {Registry(registry).remove(ref)}")
 
 
+research_app = typer.Typer(no_args_is_help=True, help="The AutoResearch loop.")
+app.add_typer(research_app, name="research")
+
+
+@research_app.command("run")
+def research_run(
+    program: Path = typer.Argument(..., help="program.md"),
+    workers: int = typer.Option(2, min=1, help="local worker processes (trials in parallel)"),
+    storage: str | None = typer.Option(None, help="Optuna storage URL (default: SQLite in the study dir)"),
+    study_dir: Path | None = typer.Option(None),
+    auto_promote: bool | None = typer.Option(None, "--auto-promote/--no-auto-promote"),
+    registry: Path | None = typer.Option(None),
+) -> None:
+    """Run (or continue) a study: trials in parallel, the trusted gate, ledger, promotion, report."""
+    from simgate.autoresearch.coordinator import Coordinator
+
+    res = Coordinator(program, study_dir, storage, registry).run(workers, auto_promote)
+    print(json.dumps(res, indent=2))
+
+
+@research_app.command("resume")
+def research_resume(program: Path, workers: int = typer.Option(2, min=1), study_dir: Path | None = typer.Option(None),
+                    storage: str | None = typer.Option(None), registry: Path | None = typer.Option(None)) -> None:
+    """Continue a study after an interruption or a crash (same as run on an existing study)."""
+    research_run(program, workers, storage, study_dir, None, registry)
+
+
+@research_app.command("worker")
+def research_worker(program: Path, storage: str = typer.Option(..., help="the study's storage URL"),
+                    study_dir: Path = typer.Option(Path("runs/research/worker")), hours: float = typer.Option(12.0)) -> None:
+    """Join a study from any machine (shared storage, e.g. PostgreSQL)."""
+    import time
+
+    from simgate.autoresearch.worker import worker_loop
+
+    worker_loop(str(program), str(study_dir), storage, time.time() + hours * 3600)
+
+
+@research_app.command("submit")
+def research_submit(program: Path, params: str = typer.Option(..., help="JSON object of search-space values"),
+                    rationale: str = typer.Option(..., help="why this candidate"),
+                    study_dir: Path | None = typer.Option(None), storage: str | None = typer.Option(None)) -> None:
+    """External proposer: queue a candidate with its rationale; the same gate judges it."""
+    from simgate.autoresearch.coordinator import submit_candidate
+
+    try:
+        values = json.loads(params)
+        submit_candidate(program, values, rationale, study_dir, storage)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise SimgateError(f"--params: {exc}") from exc
+    print("queued")
+
+
+@research_app.command("verify-ledger")
+def research_verify(path: Path = typer.Argument(..., help="ledger.jsonl, a study dir or a program.md")) -> None:
+    """Check the ledger's hash chain; names the first bad record."""
+    from simgate.autoresearch.ledger import Ledger
+
+    if path.suffix == ".md":
+        from simgate.autoresearch.coordinator import study_dir_for
+        from simgate.autoresearch.program import load_program
+
+        path = study_dir_for(load_program(path)) / "ledger.jsonl"
+    elif path.is_dir():
+        path = path / "ledger.jsonl"
+    n = Ledger(path).verify()
+    print(f"ok: {n} records verify ({path})")
+
+
+@research_app.command("status")
+def research_status(program: Path, study_dir: Path | None = typer.Option(None)) -> None:
+    """The ledger so far and the best kept trial (for people and agents)."""
+    from simgate.autoresearch.coordinator import Coordinator
+
+    print(json.dumps(Coordinator(program, study_dir).summary(), indent=2))
+
+
+@research_app.command("promote")
+def research_promote(program: Path, study_dir: Path | None = typer.Option(None),
+                     registry: Path | None = typer.Option(None)) -> None:
+    """Promote the study's incumbent if it passes the program's gates."""
+    from simgate.autoresearch.coordinator import Coordinator
+
+    print(json.dumps(Coordinator(program, study_dir, registry_dir=registry).promote(), indent=2))
+
+
+@research_app.command("report")
+def research_report(program: Path, study_dir: Path | None = typer.Option(None)) -> None:
+    """Write report.md with plots (and a video of the promoted policy)."""
+    from simgate.autoresearch.coordinator import study_dir_for
+    from simgate.autoresearch.program import load_program
+    from simgate.autoresearch.report import write_report
+
+    prog = load_program(program)
+    print(write_report(study_dir_for(prog, study_dir), prog.spec))
+
+
 @app.command()
 def backends() -> None:
     """List the hardware backends (chosen by `type:` in a backend config)."""
