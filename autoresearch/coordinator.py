@@ -142,6 +142,7 @@ class Coordinator:
         spec = self.spec
         shutil.copyfile(self.program.path, self.dir / "program.md")
         study = open_study(spec, self.url, create=True)  # created before any worker joins
+        optuna.storages.fail_stale_trials(study)  # after a crash: re-queue what was running
         if not study.trials:
             for _ in range(2):  # the noise floor: the baseline, trained twice
                 study.enqueue_trial(encode_for_enqueue(spec, baseline_params(spec)), user_attrs={"role": "baseline"})
@@ -156,6 +157,7 @@ class Coordinator:
         try:
             with Live(self._view(study, deadline), console=console, refresh_per_second=1, transient=not progress) as live:
                 while any(p.is_alive() for p in procs):
+                    optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL + re-queue
                     self.judge_finished(study)
                     self.state["elapsed_s"] += time.monotonic() - t_start
                     t_start = time.monotonic()

@@ -9,6 +9,7 @@ start (two processes creating one SQLite study at once crash).
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from simgate.autoresearch.program import ProgramSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
-HEARTBEAT_S = 5
-GRACE_S = 20
+HEARTBEAT_S = float(os.environ.get("SIMGATE_HEARTBEAT_S", 5))
+GRACE_S = float(os.environ.get("SIMGATE_HEARTBEAT_GRACE_S", 20))
 
 
 def storage_url(study_dir: Path, storage: str | None = None) -> str:

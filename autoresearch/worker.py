@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -43,6 +44,37 @@ def run_one_trial(study: optuna.Study, spec, study_dir: Path, worker: str, deadl
 
     torch.set_num_threads(1)
     trial = study.ask()
+    stop_beat = _start_heartbeat(study, trial)
+    try:
+        _run(study, trial, spec, study_dir, worker, deadline_ts, train, evaluate, seeds_for, TorchPolicy, default_recipe)
+    finally:
+        stop_beat.set()
+
+
+def _start_heartbeat(study: optuna.Study, trial: optuna.Trial) -> threading.Event:
+    """Record a heartbeat for the running trial (ask/tell gets none from Optuna): a worker killed
+    mid-trial stops beating and the coordinator fails and re-queues the trial."""
+    from simgate.autoresearch.study import HEARTBEAT_S
+
+    stop = threading.Event()
+    storage = study._storage  # RDB storage (heartbeat-enabled)
+    parent = os.getppid()
+
+    def beat() -> None:
+        while not stop.is_set():
+            if os.getppid() != parent and os.environ.get("SIMGATE_STANDALONE_WORKER") != "1":
+                os._exit(3)  # the coordinator died: stop (this trial is re-queued on resume)
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception:  # noqa: BLE001 - the trial may have just finished
+                pass
+            stop.wait(HEARTBEAT_S)
+
+    threading.Thread(target=beat, daemon=True, name="simgate-heartbeat").start()
+    return stop
+
+
+def _run(study, trial, spec, study_dir, worker, deadline_ts, train, evaluate, seeds_for, TorchPolicy, default_recipe):
     params = suggest(trial, spec)
     n = trial.number
     trial.set_user_attr("worker", worker)

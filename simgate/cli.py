@@ -209,10 +209,12 @@ def research_resume(program: Path, workers: int = typer.Option(2, min=1), study_
 def research_worker(program: Path, storage: str = typer.Option(..., help="the study's storage URL"),
                     study_dir: Path = typer.Option(Path("runs/research/worker")), hours: float = typer.Option(12.0)) -> None:
     """Join a study from any machine (shared storage, e.g. PostgreSQL)."""
+    import os
     import time
 
     from simgate.autoresearch.worker import worker_loop
 
+    os.environ["SIMGATE_STANDALONE_WORKER"] = "1"  # no coordinator parent to watch
     worker_loop(str(program), str(study_dir), storage, time.time() + hours * 3600)
 
 
