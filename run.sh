@@ -17,7 +17,7 @@ setup() {
     .venv/bin/python -m pip install -q --upgrade pip >&2
     # the CPU build of torch first: an unpinned torch would pull GBs of CUDA wheels
     .venv/bin/python -m pip install -q "torch==2.13.0" >&2
-    .venv/bin/python -m pip install -q -e ".[dev,bench]" >&2
+    .venv/bin/python -m pip install -q -e ".[dev,bench,scale]" >&2
     rm -f .venv/.deps-* && touch "$stamp"
   fi
 }

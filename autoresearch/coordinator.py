@@ -63,6 +63,39 @@ def submit_candidate(program_path: str | Path, params: dict, rationale: str, stu
                         user_attrs={"proposer": "external", "rationale": rationale})
 
 
+class _RayWorker:
+    def __init__(self, ref) -> None:
+        self.ref = ref
+
+    def is_alive(self) -> bool:
+        import ray
+
+        ready, _ = ray.wait([self.ref], timeout=0)
+        if ready:
+            ray.get(self.ref)  # re-raise a worker's exception here
+        return not ready
+
+    def terminate(self) -> None:
+        import ray
+
+        ray.cancel(self.ref, force=True)
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+
+def _RayWorkers(n: int, address: str | None, args: tuple) -> list[_RayWorker]:  # noqa: N802 - a factory
+    import ray
+
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(n, 1), include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1, max_retries=0)(worker_loop)
+    return [_RayWorker(remote.remote(*args, f"ray-{i}")) for i in range(n)]
+
+
 class Coordinator:
     def __init__(self, program_path: str | Path, study_dir=None, storage: str | None = None,
                  registry_dir=None) -> None:
@@ -138,7 +171,11 @@ class Coordinator:
         console.print(f"trial {t.number}: [bold]{status}[/bold] - {reason}")
 
     # ---- the run -----------------------------------------------------------------------------
-    def run(self, workers: int = 2, auto_promote: bool | None = None, progress: bool = True) -> dict:
+    def run(self, workers: int = 2, auto_promote: bool | None = None, progress: bool = True,
+            executor: str = "local", ray_address: str | None = None) -> dict:
+        """``executor="local"``: worker processes on this machine; ``"ray"``: worker tasks on a Ray
+        cluster (``ray_address``; none = start a local head). Ray workers need storage they can
+        all reach (PostgreSQL) unless the cluster is this one machine."""
         spec = self.spec
         shutil.copyfile(self.program.path, self.dir / "program.md")
         study = open_study(spec, self.url, create=True)  # created before any worker joins
@@ -149,11 +186,17 @@ class Coordinator:
         remaining = spec.budgets.total_wall_s - self.state["elapsed_s"]
         t_start = time.monotonic()
         deadline = time.time() + max(0.0, remaining)
-        ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=worker_loop, args=(self.program.path, str(self.dir), self.url, deadline, f"local-{i}"),
-                             daemon=True, name=f"simgate-research-{i}") for i in range(workers)]
-        for p in procs:
-            p.start()
+        if executor == "ray":
+            procs = _RayWorkers(workers, ray_address, (str(Path(self.program.path).resolve()), str(self.dir.resolve()),
+                                                       self.url, deadline))
+        elif executor == "local":
+            ctx = mp.get_context("spawn")
+            procs = [ctx.Process(target=worker_loop, args=(self.program.path, str(self.dir), self.url, deadline, f"local-{i}"),
+                                 daemon=True, name=f"simgate-research-{i}") for i in range(workers)]
+            for p in procs:
+                p.start()
+        else:
+            raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
         try:
             with Live(self._view(study, deadline), console=console, refresh_per_second=1, transient=not progress) as live:
                 while any(p.is_alive() for p in procs):

@@ -190,11 +190,14 @@ def research_run(
     study_dir: Path | None = typer.Option(None),
     auto_promote: bool | None = typer.Option(None, "--auto-promote/--no-auto-promote"),
     registry: Path | None = typer.Option(None),
+    executor: str = typer.Option("local", help="local | ray"),
+    address: str | None = typer.Option(None, help="Ray cluster address (default: start a local head)"),
 ) -> None:
     """Run (or continue) a study: trials in parallel, the trusted gate, ledger, promotion, report."""
     from simgate.autoresearch.coordinator import Coordinator
 
-    res = Coordinator(program, study_dir, storage, registry).run(workers, auto_promote)
+    res = Coordinator(program, study_dir, storage, registry).run(workers, auto_promote, executor=executor,
+                                                                 ray_address=address)
     print(json.dumps(res, indent=2))
 
 
@@ -202,7 +205,7 @@ def research_run(
 def research_resume(program: Path, workers: int = typer.Option(2, min=1), study_dir: Path | None = typer.Option(None),
                     storage: str | None = typer.Option(None), registry: Path | None = typer.Option(None)) -> None:
     """Continue a study after an interruption or a crash (same as run on an existing study)."""
-    research_run(program, workers, storage, study_dir, None, registry)
+    research_run(program, workers, storage, study_dir, None, registry, "local", None)
 
 
 @research_app.command("worker")
