@@ -195,6 +195,7 @@ class Coordinator:
                                  daemon=True, name=f"simgate-research-{i}") for i in range(workers)]
             for p in procs:
                 p.start()
+                time.sleep(0.5)  # stagger the first asks
         else:
             raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
         try:

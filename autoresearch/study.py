@@ -63,7 +63,7 @@ def make_sampler(spec: ProgramSpec, seed: int = 0):
     grid = {}
     for name, prm in spec.search_space.items():
         if prm.type == "categorical":
-            grid[name] = prm.choices
+            grid[name] = [repr(c) for c in prm.choices]  # suggest() encodes categoricals so
         else:
             import numpy as np
 

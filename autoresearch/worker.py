@@ -44,6 +44,12 @@ def run_one_trial(study: optuna.Study, spec, study_dir: Path, worker: str, deadl
 
     torch.set_num_threads(1)
     trial = study.ask()
+    run_dir = study_dir / "trials" / f"{trial.number:04d}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:  # SQLite has no row locks: two workers can pop the same queued trial; one keeps it
+        os.close(os.open(run_dir / "owner", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
     stop_beat = _start_heartbeat(study, trial)
     try:
         _run(study, trial, spec, study_dir, worker, deadline_ts, train, evaluate, seeds_for, TorchPolicy, default_recipe)

@@ -179,3 +179,25 @@ def test_kill_9_coordinator_and_worker_then_resume(tmp_path):
     retried = [t for t in study.trials if "failed_trial" in t.system_attrs or "retry_history" in t.system_attrs]
     assert retried, "the killed trials were not re-queued"
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "cmaes", "random", "grid"])
+def test_every_proposer_samples_the_space(tmp_path, sampler):
+    from simgate.autoresearch.study import open_study, suggest
+
+    p = _program(tmp_path, name=f"s{sampler}")
+    p.write_text(p.read_text().replace("sampler: tpe", f"sampler: {sampler}").replace(
+        "  train_freq: {type: int, low: 1, high: 4}\n",
+        "  train_freq: {type: int, low: 1, high: 4}\n  net_arch: {type: categorical, choices: [[64, 64], [32, 32]]}\n"
+        "  tau: {type: float, low: 0.01, high: 0.1, when: {net_arch: [32, 32]}}\n"))
+    spec = load_program(p).spec
+    study = open_study(spec, f"sqlite:///{tmp_path / 'o.db'}")
+    seen = []
+    for _ in range(6):
+        t = study.ask()
+        params = suggest(t, spec)
+        assert 0.0003 <= params["learning_rate"] <= 0.003 and params["net_arch"] in ([64, 64], [32, 32])
+        assert ("tau" in params) == (params["net_arch"] == [32, 32])  # conditional parameter
+        study.tell(t, params["learning_rate"])
+        seen.append(params["learning_rate"])
+    assert len(set(seen)) > 1

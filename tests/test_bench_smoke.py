@@ -26,3 +26,16 @@ def test_serial_loop_smoke(tmp_path):
     res = _run(["bench/serial_loop.py", "--seconds", "0.5"], tmp_path)
     for proto in ("feetech", "dynamixel"):
         assert res[proto]["cycles_per_s"] > 10 and res[proto]["wire_only_cycles_per_s"] > res[proto]["cycles_per_s"]
+
+
+def test_time_to_solve_smoke(tmp_path):
+    res = _run(["bench/time_to_solve.py", "--seeds", "1", "--max-steps", "1000", "--eval-every", "500",
+                "--eval-episodes", "3"], tmp_path)
+    assert {r["side"] for r in res["runs"]} == {"rl_zoo_tqc_her", "simgate"}
+    assert all(r["curve"] for r in res["runs"])
+
+
+def test_research_efficiency_smoke(tmp_path):
+    res = _run(["bench/research_efficiency.py", "--trials", "2", "--trial-steps", "300", "--holdout-episodes", "3",
+                "--wall-s", "120"], tmp_path)
+    assert set(res) == {"simgate", "random_search", "rl_zoo_style"} and all(r["trials"] == 2 for r in res.values())
