@@ -284,6 +284,63 @@ def research_report(program: Path, study_dir: Path | None = typer.Option(None)) 
     print(write_report(study_dir_for(prog, study_dir), prog.spec))
 
 
+tokens_app = typer.Typer(no_args_is_help=True, help="Gateway bearer tokens (stored hashed).")
+app.add_typer(tokens_app, name="tokens")
+TOKENS_DEFAULT = Path(os.environ.get("SIMGATE_TOKENS", "gateway-tokens.json"))
+
+
+@tokens_app.command("create")
+def tokens_create(name: str, scope: str = typer.Option("read", help="read | act | admin"),
+                  file: Path = typer.Option(TOKENS_DEFAULT)) -> None:
+    """Create a token; it is printed once and only its hash is stored."""
+    from simgate.gateway.access import TokenStore
+
+    print(TokenStore(file).create(name, scope))
+
+
+@tokens_app.command("list")
+def tokens_list(file: Path = typer.Option(TOKENS_DEFAULT)) -> None:
+    from simgate.gateway.access import TokenStore
+
+    for t in TokenStore(file).list():
+        print(f"{t['name']}\t{t['scope']}\t{'revoked' if t['revoked'] else 'active'}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: str, file: Path = typer.Option(TOKENS_DEFAULT)) -> None:
+    from simgate.gateway.access import TokenStore
+
+    TokenStore(file).revoke(name)
+    print(f"revoked {name}")
+
+
+@app.command()
+def serve(
+    backend: str = typer.Option("sim", help="sim | serial | ros2 (or the type in --config)"),
+    config: Path | None = typer.Option(None, help="backend config YAML (type: sim|serial|ros2 ...)"),
+    robot: str = typer.Option("panda"),
+    host: str = typer.Option("127.0.0.1", help="bind address (localhost by default)"),
+    port: int = typer.Option(8000),
+    tokens: Path = typer.Option(TOKENS_DEFAULT),
+    audit: Path = typer.Option(Path("gateway-audit.jsonl")),
+) -> None:
+    """Serve the arm over REST, WebSocket and MCP (uvicorn)."""
+    import uvicorn
+
+    from simgate.gateway.access import AuditLog, TokenStore
+    from simgate.gateway.app import create_app
+    from simgate.gateway.service import ArmService
+    from simgate.hardware.config import make_backend, parse_backend_config
+
+    cfg = parse_backend_config(config) if config else parse_backend_config({"type": backend, "robot": robot})
+    service = ArmService(make_backend(cfg), AuditLog(audit))
+    service.start()
+    try:
+        uvicorn.run(create_app(service, TokenStore(tokens)), host=host, port=port, log_level="info")
+    finally:
+        service.close()
+
+
 @app.command()
 def backends() -> None:
     """List the hardware backends (chosen by `type:` in a backend config)."""

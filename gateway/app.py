@@ -1,0 +1,268 @@
+"""The gateway: FastAPI (REST under /v1, WebSocket stream) and an MCP server mounted at /mcp,
+all calling one ArmService (safety, lease, audit live there, never in a route).
+
+Errors: AuthError -> 401/403, Refused (safety, lease, backend health) -> 409, bad input -> 422
+with the field named; every SimgateError gets a clear JSON message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import time
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from simgate.errors import SimgateError
+from simgate.gateway.access import AuthError, RateLimiter, TokenStore, require
+from simgate.gateway.service import ArmService, Refused
+
+
+class MoveJoints(BaseModel):
+    positions: list[float] = Field(description="arm joint targets, rad, in the robot's joint order")
+    gripper: float | None = Field(None, ge=0.0, le=1.0, description="gripper opening, 0 closed .. 1 open")
+    clip: bool = Field(False, description="clip to the limits instead of refusing (the response says so)")
+
+
+class Gripper(BaseModel):
+    opening: float = Field(ge=0.0, le=1.0)
+
+
+class EstopRequest(BaseModel):
+    reason: str = Field("requested", max_length=200)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.requests = 0
+        self.refused = 0
+        self.sent = 0
+
+
+def create_app(service: ArmService, tokens: TokenStore, rate: RateLimiter | None = None) -> FastAPI:
+    rate = rate or RateLimiter()
+    metrics = Metrics()
+    mcp = _make_mcp(service, tokens, rate, metrics)
+    mcp_app = mcp.streamable_http_app(streamable_http_path="/")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with mcp.session_manager.run():
+            yield
+
+    app = FastAPI(title="simgate gateway", version="1", lifespan=lifespan,
+                  description="Sensors and actuators of one arm for agents and policies, behind one safety layer.")
+
+    def who(authorization: Annotated[str | None, Header()] = None) -> tuple[str, str]:
+        token = authorization.split(" ", 1)[1] if authorization and authorization.lower().startswith("bearer ") else None
+        name, scope = tokens.identify(token)
+        if not rate.allow(name):
+            raise HTTPException(429, detail=f"rate limit exceeded for token {name!r}")
+        metrics.requests += 1
+        return name, scope
+
+    def reader(ident: tuple[str, str] = Depends(who)) -> tuple[str, str]:
+        require(ident[1], "read")
+        return ident
+
+    def actor(ident: tuple[str, str] = Depends(who)) -> tuple[str, str]:
+        require(ident[1], "act")
+        return ident
+
+    def admin(ident: tuple[str, str] = Depends(who)) -> tuple[str, str]:
+        require(ident[1], "admin")
+        return ident
+
+    @app.exception_handler(AuthError)
+    async def _auth(_: Request, exc: AuthError):
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status,
+                            headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+
+    @app.exception_handler(Refused)
+    async def _refused(_: Request, exc: Refused):
+        metrics.refused += 1
+        return JSONResponse({"detail": str(exc), "refused": True}, status_code=409)
+
+    @app.exception_handler(SimgateError)
+    async def _err(_: Request, exc: SimgateError):
+        return JSONResponse({"detail": str(exc)}, status_code=422 if isinstance(exc, ValueError) else 503)
+
+    @app.get("/v1/health")
+    def health() -> dict[str, Any]:
+        h = service.backend.health()
+        return {"status": h.status, "reason": h.reason, "estop": service.safety.estopped}
+
+    @app.get("/v1/ready")
+    def ready():
+        h = service.backend.health()
+        if h.status != "ok":
+            return JSONResponse({"ready": False, "reason": h.reason}, status_code=503)
+        return {"ready": True}
+
+    @app.get("/v1/robot")
+    def robot(_: tuple = Depends(reader)) -> dict[str, Any]:
+        return service.describe()
+
+    @app.get("/v1/state")
+    def state(_: tuple = Depends(reader)) -> dict[str, Any]:
+        return service.state()
+
+    @app.get("/v1/camera", responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}})
+    def camera(_: tuple = Depends(reader), width: int = Query(320, ge=16, le=1280), height: int = Query(240, ge=16, le=960),
+               fmt: str = Query("png", pattern="^(png|jpeg)$")):
+        if not hasattr(service.backend, "camera_image"):
+            raise HTTPException(404, detail="this backend has no camera")
+        import imageio.v2 as imageio
+
+        rgb, _depth = service.backend.camera_image(width, height)
+        buf = io.BytesIO()
+        imageio.imwrite(buf, rgb, format=fmt)
+        return Response(buf.getvalue(), media_type=f"image/{fmt}")
+
+    @app.post("/v1/joints")
+    def move_joints(cmd: MoveJoints, ident: tuple = Depends(actor)) -> dict[str, Any]:
+        out = service.move(ident[0], "rest", cmd.positions, cmd.gripper, cmd.clip)
+        metrics.sent += 1
+        return out
+
+    @app.post("/v1/gripper")
+    def gripper(cmd: Gripper, ident: tuple = Depends(actor)) -> dict[str, Any]:
+        out = service.move(ident[0], "rest", None, cmd.opening)
+        metrics.sent += 1
+        return out
+
+    @app.post("/v1/stop")
+    def stop(ident: tuple = Depends(actor)) -> dict[str, Any]:
+        return service.stop(ident[0], "rest")
+
+    @app.post("/v1/estop")
+    def estop(req: EstopRequest, ident: tuple = Depends(actor)) -> dict[str, Any]:
+        return service.estop(ident[0], "rest", req.reason)
+
+    @app.post("/v1/estop/reset")
+    def estop_reset(ident: tuple = Depends(admin)) -> dict[str, Any]:
+        return service.reset_estop(ident[0], "rest")
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prom() -> str:
+        return (f"simgate_requests_total {metrics.requests}\nsimgate_commands_sent_total {service.sent_commands}\n"
+                f"simgate_commands_refused_total {metrics.refused}\nsimgate_estop {int(service.safety.estopped)}\n")
+
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket, rate_hz: float = 20.0, token: str | None = None):
+        """State pushed at ``rate_hz``; commands in ({"positions": [...], "gripper": x, "clip": b}),
+        each acknowledged with what was sent or why it was refused. Silence > watchdog -> stop."""
+        try:
+            name, scope = tokens.identify(token or (ws.headers.get("authorization", "").split(" ", 1)[-1] or None))
+        except AuthError as exc:
+            await ws.close(code=4401, reason=str(exc))
+            return
+        await ws.accept()
+        client = f"{name}#ws{id(ws)}"
+        period = 1.0 / max(0.1, min(rate_hz, service.spec.control_rate_hz * 4))
+
+        async def push():
+            while True:
+                await ws.send_json({"type": "state", **service.state()})
+                await asyncio.sleep(period)
+
+        pusher = asyncio.create_task(push())
+        try:
+            while True:
+                msg = await ws.receive_json()
+                service.heartbeat(client)
+                if msg.get("type") == "ping":
+                    continue
+                try:
+                    require(scope, "act")
+                    out = await asyncio.to_thread(service.move, client, "ws", msg.get("positions"), msg.get("gripper"),
+                                                  bool(msg.get("clip", False)))
+                    await ws.send_json({"type": "ack", "id": msg.get("id"), "ok": True, **out})
+                except (AuthError, Refused, SimgateError) as exc:
+                    await ws.send_json({"type": "ack", "id": msg.get("id"), "ok": False, "reason": str(exc)})
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            pusher.cancel()
+            service.forget(client)
+
+    app.mount("/mcp", mcp_app)
+    app.state.service = service
+    return app
+
+
+def _make_mcp(service: ArmService, tokens: TokenStore, rate: RateLimiter, metrics: Metrics):
+    mcp = MCPServer(name="simgate", instructions="Read and move one robot arm. Every motion passes the gateway's "
+                                                 "safety layer; refused commands say why.")
+
+    def ident(ctx: Context, need: str) -> str:
+        req = getattr(ctx.request_context, "request", None)
+        auth = req.headers.get("authorization", "") if req is not None else ""
+        token = auth.split(" ", 1)[1] if auth.lower().startswith("bearer ") else None
+        name, scope = tokens.identify(token)
+        require(scope, need)
+        if not rate.allow(name):
+            raise AuthError("rate limit exceeded", 429)
+        return name
+
+    ro = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+    moving = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
+
+    @mcp.tool(annotations=ro)
+    def describe_robot(ctx: Context) -> dict:
+        """The arm: joints with limits (rad, rad/s), gripper, control rate, capabilities, safety limits."""
+        ident(ctx, "read")
+        return service.describe()
+
+    @mcp.tool(annotations=ro)
+    def read_state(ctx: Context) -> dict:
+        """Current joint positions (rad), velocities, gripper opening, tool position, backend health, e-stop."""
+        ident(ctx, "read")
+        return service.state()
+
+    @mcp.tool(annotations=moving)
+    def move_joints(ctx: Context, positions: list[float], gripper: float | None = None, clip: bool = False) -> dict:
+        """Move the arm joints to ``positions`` (rad, joint order of describe_robot). Refused with a reason when a
+        limit would be violated, unless clip=true (then the reply says what was clipped)."""
+        who = ident(ctx, "act")
+        try:
+            return {"ok": True, **service.move(who, "mcp", positions, gripper, clip)}
+        except Refused as exc:
+            metrics.refused += 1
+            return {"ok": False, "refused": str(exc)}
+
+    @mcp.tool(annotations=moving)
+    def set_gripper(ctx: Context, opening: float) -> dict:
+        """Open (1.0) or close (0.0) the gripper."""
+        who = ident(ctx, "act")
+        try:
+            return {"ok": True, **service.move(who, "mcp", None, opening)}
+        except Refused as exc:
+            return {"ok": False, "refused": str(exc)}
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
+    def stop(ctx: Context) -> dict:
+        """Hold the arm where it is."""
+        return service.stop(ident(ctx, "act"), "mcp")
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
+    def emergency_stop(ctx: Context, reason: str = "agent request") -> dict:
+        """Latch the e-stop: the arm holds and every motion is refused until an admin resets it."""
+        return service.estop(ident(ctx, "act"), "mcp", reason)
+
+    return mcp
+
+
+def wait_until(pred, timeout_s: float = 5.0) -> bool:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False

@@ -1,0 +1,139 @@
+"""The gateway end to end against a real uvicorn server on loopback and the simulated backend."""
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from simgate.gateway.access import AuditLog, TokenStore
+from simgate.gateway.app import create_app
+from simgate.gateway.service import ArmService
+from simgate.hardware.config import SimConfig, make_backend
+
+
+def _port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory):
+    import uvicorn
+
+    d = tmp_path_factory.mktemp("gw")
+    tokens = TokenStore(d / "tokens.json")
+    toks = {s: tokens.create(f"{s}-client", s) for s in ("read", "act", "admin")}
+    service = ArmService(make_backend(SimConfig(robot="so101", rate_hz=50)), AuditLog(d / "audit.jsonl"))
+    service.start()
+    app = create_app(service, tokens)
+    port = _port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    t0 = time.monotonic()
+    while not server.started and time.monotonic() - t0 < 20:
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{port}", "tokens": toks, "service": service, "audit": d / "audit.jsonl"}
+    server.should_exit = True
+    th.join(timeout=10)
+    service.close()
+
+
+def H(tok):
+    return {"Authorization": f"Bearer {tok}"}
+
+
+def test_rest_read_move_and_see_it_arrive(gw):
+    c = httpx.Client(base_url=gw["url"], timeout=10)
+    desc = c.get("/v1/robot", headers=H(gw["tokens"]["read"])).json()
+    assert desc["name"] == "so101" and len(desc["joints"]) == 5
+    st = c.get("/v1/state", headers=H(gw["tokens"]["read"])).json()
+    assert st["health"]["status"] == "ok" and len(st["positions"]) == 5
+    target = list(np.array(st["positions"]) + np.array([0.2, -0.1, 0.1, 0.1, 0.2]))
+    r = c.post("/v1/joints", json={"positions": target}, headers=H(gw["tokens"]["act"]))
+    assert r.status_code == 200, r.text
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 5:
+        now = c.get("/v1/state", headers=H(gw["tokens"]["read"])).json()["positions"]
+        if np.allclose(now, target, atol=0.03):
+            break
+        time.sleep(0.05)
+    assert np.allclose(now, target, atol=0.03)
+
+
+@pytest.mark.parametrize("route, body", [("/v1/joints", {"positions": [0, 0, 1, 1, 0]}), ("/v1/gripper", {"opening": 0.5}),
+                                         ("/v1/stop", None), ("/v1/estop", {"reason": "x"})])
+def test_actuating_routes_refuse_missing_wrong_and_read_tokens(gw, route, body):
+    c = httpx.Client(base_url=gw["url"], timeout=10)
+    before = gw["service"].sent_commands
+    assert c.post(route, json=body).status_code == 401
+    assert c.post(route, json=body, headers=H("sg_wrong")).status_code == 401
+    assert c.post(route, json=body, headers=H(gw["tokens"]["read"])).status_code == 403
+    assert gw["service"].sent_commands == before and not gw["service"].safety.estopped
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"positions": [0, 0, 1]}, "expected 5"),
+    ({"positions": [0, 0, 9.0, 1, 0]}, "elbow_flex"),
+    ({"positions": [0, 0, 1, 1]}, "positions"),
+    ({"positions": ["a", 0, 1, 1, 0]}, "positions"),
+    ({"positions": [0, 0, 1, 1, 0], "gripper": 3}, "gripper"),
+])
+def test_bad_input_is_named_and_moves_nothing(gw, body, field):
+    c = httpx.Client(base_url=gw["url"], timeout=10)
+    before = gw["service"].sent_commands
+    r = c.post("/v1/joints", json=body, headers=H(gw["tokens"]["act"]))
+    assert 400 <= r.status_code < 500 and field in r.text
+    assert gw["service"].sent_commands == before
+
+
+def test_estop_latches_until_admin_reset_and_audit_has_every_attempt(gw):
+    c = httpx.Client(base_url=gw["url"], timeout=10)
+    act, admin = H(gw["tokens"]["act"]), H(gw["tokens"]["admin"])
+    pos = c.get("/v1/state", headers=act).json()["positions"]
+    assert c.post("/v1/estop", json={"reason": "test"}, headers=act).status_code == 200
+    r = c.post("/v1/joints", json={"positions": pos}, headers=act)
+    assert r.status_code == 409 and "e-stop" in r.json()["detail"]
+    assert c.post("/v1/estop/reset", headers=act).status_code == 403
+    assert c.post("/v1/estop/reset", headers=admin).status_code == 200
+    assert c.post("/v1/joints", json={"positions": pos}, headers=act).status_code == 200
+    lines = [json.loads(x) for x in gw["audit"].read_text().splitlines()]
+    moves = [x for x in lines if x["action"] == "move"]
+    assert any(x["outcome"] == "refused" and "e-stop" in x["reason"] for x in moves)
+    assert any(x["outcome"] == "sent" for x in moves) and all(x["who"] for x in lines)
+
+
+def test_mcp_agent_lists_tools_reads_and_moves(gw):
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def run():
+        async with httpx2.AsyncClient(headers=H(gw["tokens"]["act"]), timeout=30) as hc, \
+                streamable_http_client(gw["url"] + "/mcp/", http_client=hc) as (r, w):
+            async with ClientSession(r, w) as s:
+                await s.initialize()
+                tools = {t.name: t for t in (await s.list_tools()).tools}
+                assert {"describe_robot", "read_state", "move_joints", "stop", "emergency_stop"} <= set(tools)
+                assert tools["read_state"].annotations.read_only_hint is True
+                assert tools["move_joints"].annotations.destructive_hint is True
+                st = json.loads((await s.call_tool("read_state", {})).content[0].text)
+                target = [p + 0.1 for p in st["positions"]]
+                res = json.loads((await s.call_tool("move_joints", {"positions": target})).content[0].text)
+                assert res["ok"], res
+                bad = json.loads((await s.call_tool("move_joints", {"positions": [0, 0, 9, 0, 0]})).content[0].text)
+                assert not bad["ok"] and "elbow_flex" in bad["refused"]
+                for _ in range(100):
+                    now = json.loads((await s.call_tool("read_state", {})).content[0].text)["positions"]
+                    if np.allclose(now, target, atol=0.03):
+                        break
+                    await asyncio.sleep(0.05)
+                assert np.allclose(now, target, atol=0.03)
+
+    asyncio.run(run())
