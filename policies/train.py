@@ -177,7 +177,9 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
                     return False
             if n % cfg.checkpoint_every_steps < cfg.num_envs:
                 save_checkpoint()
-            if interrupt.flag:
+            # stop on a rollout boundary (train_freq x envs) so a resumed run lands on total_steps exactly
+            chunk = (cfg.train_freq if cfg.algo != "ppo" else cfg.n_steps) * cfg.num_envs
+            if interrupt.flag and n % chunk == 0:
                 status["value"] = "interrupted"
                 return False
             if max_wall_s is not None and time.perf_counter() - t_start > max_wall_s:
