@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from simgate.errors import SimgateError
 from simgate.gateway.access import AuthError, RateLimiter, TokenStore, require
 from simgate.gateway.service import ArmService, Refused
+from simgate.hardware.types import TrajectoryCommand
 
 
 class MoveJoints(BaseModel):
@@ -32,6 +33,17 @@ class MoveJoints(BaseModel):
 
 class Gripper(BaseModel):
     opening: float = Field(ge=0.0, le=1.0)
+
+
+class PoseCommand(BaseModel):
+    position_m: list[float] = Field(min_length=3, max_length=3, description="tool position, world frame, m")
+    duration_s: float = Field(1.0, gt=0, le=60)
+
+
+class PolicyRunRequest(BaseModel):
+    goal_m: list[float] = Field(min_length=3, max_length=3, description="goal position, world frame, m")
+    max_steps: int = Field(100, ge=1, le=5000)
+    tolerance_m: float | None = Field(None, gt=0, le=0.5)
 
 
 class EstopRequest(BaseModel):
@@ -45,10 +57,13 @@ class Metrics:
         self.sent = 0
 
 
-def create_app(service: ArmService, tokens: TokenStore, rate: RateLimiter | None = None) -> FastAPI:
+def create_app(service: ArmService, tokens: TokenStore, rate: RateLimiter | None = None, registry_dir=None) -> FastAPI:
+    from simgate.gateway.motion import MotionManager
+
     rate = rate or RateLimiter()
     metrics = Metrics()
-    mcp = _make_mcp(service, tokens, rate, metrics)
+    motions = MotionManager(service, registry_dir)
+    mcp = _make_mcp(service, tokens, rate, metrics, motions)
     mcp_app = mcp.streamable_http_app(streamable_http_path="/")
 
     @contextlib.asynccontextmanager
@@ -137,12 +152,51 @@ def create_app(service: ArmService, tokens: TokenStore, rate: RateLimiter | None
         metrics.sent += 1
         return out
 
+    @app.post("/v1/trajectory")
+    def trajectory(cmd: TrajectoryCommand, ident: tuple = Depends(actor)) -> dict[str, Any]:
+        if service.safety.estopped:
+            raise Refused("e-stop is latched; an admin must reset it")
+        return motions.trajectory(ident[0], cmd).view()
+
+    @app.post("/v1/pose")
+    def pose(cmd: PoseCommand, ident: tuple = Depends(actor)) -> dict[str, Any]:
+        if service.safety.estopped:
+            raise Refused("e-stop is latched; an admin must reset it")
+        return motions.pose(ident[0], cmd.position_m, cmd.duration_s).view()
+
+    @app.get("/v1/policies")
+    def policies(_: tuple = Depends(reader)) -> list[dict[str, Any]]:
+        from simgate.policies.registry import Registry
+
+        return [{"id": e["id"], "name": e.get("name"), "env_id": e.get("env_id"), "robot": e.get("robot"),
+                 "holdout_success": e.get("holdout", {}).get("success_rate")} for e in Registry(registry_dir).entries()]
+
+    @app.post("/v1/policies/{ref}/run")
+    def run_policy(ref: str, req: PolicyRunRequest, ident: tuple = Depends(actor)) -> dict[str, Any]:
+        if service.safety.estopped:
+            raise Refused("e-stop is latched; an admin must reset it")
+        return motions.run_policy(ident[0], ref, req.goal_m, req.max_steps, req.tolerance_m).view()
+
+    @app.get("/v1/runs/{run_id}")
+    def run_status(run_id: str, _: tuple = Depends(reader)) -> dict[str, Any]:
+        if run_id not in motions.runs:
+            raise HTTPException(404, detail=f"no run {run_id!r}")
+        return motions.runs[run_id].view()
+
+    @app.delete("/v1/runs/{run_id}")
+    def run_cancel(run_id: str, _: tuple = Depends(actor)) -> dict[str, Any]:
+        if run_id not in motions.runs:
+            raise HTTPException(404, detail=f"no run {run_id!r}")
+        return motions.cancel(run_id)
+
     @app.post("/v1/stop")
     def stop(ident: tuple = Depends(actor)) -> dict[str, Any]:
+        motions.cancel_all()
         return service.stop(ident[0], "rest")
 
     @app.post("/v1/estop")
     def estop(req: EstopRequest, ident: tuple = Depends(actor)) -> dict[str, Any]:
+        motions.cancel_all()
         return service.estop(ident[0], "rest", req.reason)
 
     @app.post("/v1/estop/reset")
@@ -181,7 +235,7 @@ def create_app(service: ArmService, tokens: TokenStore, rate: RateLimiter | None
                     continue
                 try:
                     require(scope, "act")
-                    out = await asyncio.to_thread(service.move, client, "ws", msg.get("positions"), msg.get("gripper"),
+                    out = await asyncio.to_thread(service.move, name, "ws", msg.get("positions"), msg.get("gripper"),
                                                   bool(msg.get("clip", False)))
                     await ws.send_json({"type": "ack", "id": msg.get("id"), "ok": True, **out})
                 except (AuthError, Refused, SimgateError) as exc:
@@ -197,7 +251,7 @@ def create_app(service: ArmService, tokens: TokenStore, rate: RateLimiter | None
     return app
 
 
-def _make_mcp(service: ArmService, tokens: TokenStore, rate: RateLimiter, metrics: Metrics):
+def _make_mcp(service: ArmService, tokens: TokenStore, rate: RateLimiter, metrics: Metrics, motions):
     mcp = MCPServer(name="simgate", instructions="Read and move one robot arm. Every motion passes the gateway's "
                                                  "safety layer; refused commands say why.")
 
@@ -246,10 +300,46 @@ def _make_mcp(service: ArmService, tokens: TokenStore, rate: RateLimiter, metric
         except Refused as exc:
             return {"ok": False, "refused": str(exc)}
 
+    @mcp.tool(annotations=moving)
+    def move_to_pose(ctx: Context, position_m: list[float], duration_s: float = 1.0) -> dict:
+        """Move the tool to ``position_m`` ([x, y, z] in m, world frame; table top at z=0) over ``duration_s``."""
+        who = ident(ctx, "act")
+        try:
+            return {"ok": True, **motions.pose(who, position_m, duration_s).view()}
+        except SimgateError as exc:
+            return {"ok": False, "refused": str(exc)}
+
+    @mcp.tool(annotations=ro)
+    def list_policies(ctx: Context) -> list:
+        """Promoted policies (registry) this arm can run."""
+        ident(ctx, "read")
+        from simgate.policies.registry import Registry
+
+        return [{"id": e["id"], "name": e.get("name"), "robot": e.get("robot"), "env_id": e.get("env_id"),
+                 "holdout_success": e.get("holdout", {}).get("success_rate")} for e in Registry(motions.registry_dir).entries()]
+
+    @mcp.tool(annotations=moving)
+    def run_policy(ctx: Context, policy: str, goal_m: list[float], max_steps: int = 100) -> dict:
+        """Run a promoted policy towards ``goal_m`` ([x, y, z] m). Returns a run id; poll get_run for the result."""
+        who = ident(ctx, "act")
+        try:
+            return {"ok": True, **motions.run_policy(who, policy, goal_m, max_steps).view()}
+        except SimgateError as exc:
+            return {"ok": False, "refused": str(exc)}
+
+    @mcp.tool(annotations=ro)
+    def get_run(ctx: Context, run_id: str) -> dict:
+        """Status and result of a trajectory, pose or policy run."""
+        ident(ctx, "read")
+        run = motions.runs.get(run_id)
+        return run.view() if run else {"error": f"no run {run_id!r}"}
+
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
     def stop(ctx: Context) -> dict:
-        """Hold the arm where it is."""
-        return service.stop(ident(ctx, "act"), "mcp")
+        """Cancel running motions and hold the arm where it is."""
+        who = ident(ctx, "act")
+        motions.cancel_all()
+        return service.stop(who, "mcp")
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
     def emergency_stop(ctx: Context, reason: str = "agent request") -> dict:

@@ -156,7 +156,7 @@ class SafetyLayer:
         lo, hi = np.array(self.config.workspace_min_m), np.array(self.config.workspace_max_m)
         if np.any(tcp < lo) or np.any(tcp > hi):
             return Decision(False, reason=f"end effector would leave the workspace box: {np.round(tcp, 3).tolist()} "
-                                          f"not within {list(lo)}..{list(hi)}")
+                                          f"not within {lo.tolist()}..{hi.tolist()} m")
         # accepted: remember for the velocity / acceleration checks
         if self._last_cmd is not None and self._last_t is not None:
             dt = max(now - self._last_t, self.config.command_period_s)

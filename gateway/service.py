@@ -109,7 +109,7 @@ class ArmService:
 
     def _watchdog_loop(self) -> None:
         timeout = self.safety.config.watchdog_timeout_s
-        while not self._stop.wait(timeout / 4):
+        while not self._stop.wait(min(timeout / 4, 0.01)):
             now = time.monotonic()
             for client, t in list(self._watch.items()):
                 if now - t > timeout:

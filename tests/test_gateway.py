@@ -137,3 +137,66 @@ def test_mcp_agent_lists_tools_reads_and_moves(gw):
                 assert np.allclose(now, target, atol=0.03)
 
     asyncio.run(run())
+
+
+def _wait_run(c, run_id, headers, timeout=20):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        v = c.get(f"/v1/runs/{run_id}", headers=headers).json()
+        if v["status"] != "running":
+            return v
+        time.sleep(0.1)
+    return v
+
+
+def test_trajectory_and_pose_commands(gw):
+    c = httpx.Client(base_url=gw["url"], timeout=10)
+    act = H(gw["tokens"]["act"])
+    cur = c.get("/v1/state", headers=act).json()["positions"]
+    mid = [q + 0.1 for q in cur]
+    end = [q + 0.2 for q in cur]
+    r = c.post("/v1/trajectory", json={"points": [{"positions": mid, "time_from_start_s": 0.4},
+                                                  {"positions": end, "time_from_start_s": 0.8, "velocities": [0] * 5}]},
+               headers=act)
+    assert r.status_code == 200, r.text
+    v = _wait_run(c, r.json()["id"], act)
+    assert v["status"] == "done"
+    time.sleep(0.5)
+    assert np.allclose(c.get("/v1/state", headers=act).json()["positions"], end, atol=0.03)
+    bad = c.post("/v1/trajectory", json={"points": [{"positions": mid, "time_from_start_s": 0.8},
+                                                    {"positions": end, "time_from_start_s": 0.4}]}, headers=act)
+    assert bad.status_code == 422 and "strictly increasing" in bad.text
+    goal = [-0.1, 0.05, 0.12]
+    r = c.post("/v1/pose", json={"position_m": goal, "duration_s": 0.8}, headers=act)
+    assert r.status_code == 200, r.text
+    assert _wait_run(c, r.json()["id"], act)["status"] == "done"
+    time.sleep(0.6)
+    assert np.linalg.norm(np.array(c.get("/v1/state", headers=act).json()["ee_position"]) - goal) < 0.02
+    far = c.post("/v1/pose", json={"position_m": [2.0, 0, 0.1]}, headers=act)
+    assert far.status_code == 422 and "not reachable" in far.text
+
+
+def test_run_a_promoted_policy_and_cancel(gw, tmp_path_factory, monkeypatch):
+    from simgate.policies.promotion import promote_run
+    from simgate.policies.recipes import default_recipe
+    from simgate.policies.train import train
+
+    d = tmp_path_factory.mktemp("pol")
+    train(default_recipe("simgate/SO101Reach-v0", total_steps=300, learning_starts=100, eval_every_steps=10_000),
+          d / "run", progress_bar=False)
+    monkeypatch.setenv("SIMGATE_REGISTRY", str(d / "reg"))
+    digest = promote_run(d / "run", d / "reg", holdout_episodes=3)
+    c = httpx.Client(base_url=gw["url"], timeout=10)
+    act = H(gw["tokens"]["act"])
+    listed = c.get("/v1/policies", headers=act).json()
+    assert any(p["id"] == digest for p in listed)
+    r = c.post(f"/v1/policies/{digest[:12]}/run", json={"goal_m": [-0.1, 0.0, 0.1], "max_steps": 15}, headers=act)
+    assert r.status_code == 200, r.text
+    v = _wait_run(c, r.json()["id"], act)
+    assert v["status"] == "done" and {"reached", "distance_m", "steps"} <= set(v["result"])
+    r = c.post(f"/v1/policies/{digest[:12]}/run", json={"goal_m": [-0.1, 0.0, 0.1], "max_steps": 500}, headers=act)
+    run_id = r.json()["id"]
+    assert c.delete(f"/v1/runs/{run_id}", headers=act).status_code == 200
+    assert _wait_run(c, run_id, act)["status"] == "cancelled"
+    wrong = c.post("/v1/policies/nope/run", json={"goal_m": [0, 0, 0.1]}, headers=act)
+    assert wrong.status_code >= 400 and "nope" in wrong.text
