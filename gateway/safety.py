@@ -92,12 +92,17 @@ class SafetyLayer:
 
     # ---- checks ------------------------------------------------------------------------------
     def check(self, positions: list[float] | None, gripper: float | None, current: list[float],
-              clip: bool = False) -> Decision:
-        """Judge a command against ``current`` arm positions (rad). Thread-safe."""
-        with self._lock:
-            return self._check(positions, gripper, current, clip)
+              clip: bool = False, stream: bool = True) -> Decision:
+        """Judge a command against ``current`` arm positions (rad). Thread-safe.
 
-    def _check(self, positions, gripper, current, clip) -> Decision:
+        ``stream``: the command is one of a stream at the command rate (WebSocket, trajectories,
+        policy runs): velocity and acceleration between consecutive commands are checked too. A
+        one-off command (REST, MCP) is checked for limits, step and workspace; the backend's
+        controller shapes its motion."""
+        with self._lock:
+            return self._check(positions, gripper, current, clip, stream)
+
+    def _check(self, positions, gripper, current, clip, stream=True) -> Decision:
         if self._estop:
             return Decision(False, reason=f"e-stop is latched ({self._estop_reason}); an admin must reset it")
         if gripper is not None and (not math.isfinite(gripper) or not 0.0 <= gripper <= 1.0):
@@ -131,9 +136,13 @@ class SafetyLayer:
                 return Decision(False, reason=f"joint {names[i]!r}: step {step[i]:+.3f} rad exceeds max_step_rad "
                                               f"{self.config.max_step_rad}")
             scale = self.config.max_step_rad / np.max(np.abs(step))
-            target = cur + step * scale
+            # the measured pose may sit a hair outside a limit: keep the scaled step inside them
+            target = np.clip(cur + step * scale, self.lower, self.upper)
             clipped, notes = True, notes + ["max step"]
         now = time.monotonic()
+        if not stream or (self._last_t is not None and now - self._last_t > 1.5 * self.config.command_period_s):
+            # not a stream at the declared command rate: judge this command on its own (step limits)
+            self._last_cmd, self._last_vel = None, np.zeros(self.spec.dof)
         if self._last_cmd is not None and self._last_t is not None:
             dt = max(now - self._last_t, self.config.command_period_s)
             vel = (target - self._last_cmd) / dt
@@ -143,7 +152,7 @@ class SafetyLayer:
                     i = int(np.flatnonzero(fast)[0])
                     return Decision(False, reason=f"joint {names[i]!r}: {vel[i]:+.2f} rad/s exceeds {self.vmax[i]:.2f} rad/s")
                 k = float(np.min(self.vmax / np.maximum(np.abs(vel), 1e-9)))
-                target = self._last_cmd + (target - self._last_cmd) * k
+                target = np.clip(self._last_cmd + (target - self._last_cmd) * k, self.lower, self.upper)
                 vel = vel * k
                 clipped, notes = True, notes + ["velocity"]
             acc = np.abs(vel - self._last_vel) / dt
@@ -151,6 +160,8 @@ class SafetyLayer:
                 i = int(np.argmax(acc))
                 return Decision(False, reason=f"joint {names[i]!r}: acceleration {acc[i]:.1f} rad/s^2 exceeds "
                                               f"{self.config.max_accel_rad_s2}")
+        if np.any(target < self.lower) or np.any(target > self.upper):  # never send outside the limits
+            return Decision(False, reason="command would end outside the joint limits after clipping")
         # workspace box for the tool (of what would be sent)
         tcp = self.kin.tcp(target.tolist())  # world frame, table top at z = 0
         lo, hi = np.array(self.config.workspace_min_m), np.array(self.config.workspace_max_m)

@@ -55,8 +55,11 @@ class ArmService:
 
     # ---- acting ------------------------------------------------------------------------------
     def move(self, who: str, via: str, positions: list[float] | None, gripper: float | None = None,
-             clip: bool = False) -> dict[str, Any]:
-        """The only way a command reaches the backend."""
+             clip: bool = False, stream: bool | None = None) -> dict[str, Any]:
+        """The only way a command reaches the backend. ``stream`` (default: WebSocket, trajectory
+        and policy commands) adds the velocity/acceleration checks between consecutive commands."""
+        if stream is None:
+            stream = via not in ("rest", "mcp")
         asked = {"positions": positions, "gripper": gripper, "clip": clip}
         with self._lock:
             try:
@@ -66,7 +69,7 @@ class ArmService:
                 if health.status != "ok":
                     raise Refused(f"backend is {health.status}: {health.reason}")
                 current = self.backend.read().positions
-                d = self.safety.check(positions, gripper, current, clip)
+                d = self.safety.check(positions, gripper, current, clip, stream)
                 if not d.allowed:
                     raise Refused(d.reason)
                 sent = self.backend.write(JointCommand(positions=d.positions, gripper=d.gripper))
@@ -81,7 +84,9 @@ class ArmService:
     def stop(self, who: str, via: str) -> dict[str, Any]:
         """Hold the current position (allowed even under e-stop: it moves nothing)."""
         with self._lock:
-            cur = self.backend.read().positions
+            # hold where the arm is, clipped into the limits (a measured pose can overshoot a limit slightly)
+            cur = [min(j.upper, max(j.lower, q)) for q, j in zip(self.backend.read().positions, self.spec.arm_joints,
+                                                                 strict=True)]
             sent = self.backend.write(JointCommand(positions=cur))
             self.audit.record(who, via, "stop", {}, "sent", sent=sent.model_dump())
             return {"sent": sent.model_dump()}

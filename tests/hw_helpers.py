@@ -16,6 +16,9 @@ def serial_rig(protocol, tmp_path, **cfg):
     with EmulatedServoBus(protocol, "so101") as bus:
         cal = tmp_path / f"cal-{protocol}.yaml"
         nominal_calibration(bus.spec, bus.ids).save(cal)
+        # 4 ms latency timer: SDK reply timeouts of ~10 ms, robust on a loaded 2-core CI machine and
+        # still well inside the 3-control-period fault-detection budget
+        cfg = {"latency_timer_ms": 4.0, **cfg}
         config = SerialConfig(port=bus.port, protocol=protocol, ids=bus.ids, calibration=str(cal), **cfg)
         yield bus, config
 

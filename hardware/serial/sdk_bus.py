@@ -102,11 +102,15 @@ class SdkBus:
         self._check(result, error, f"ping servo {servo_id}")
         return model
 
-    def set_torque(self, servo_id: int, on: bool) -> None:
-        try:
-            result, error = self.packet.write1ByteTxRx(self.port, servo_id, self.regs.torque, 1 if on else 0)
-        except Exception as exc:  # noqa: BLE001
-            raise BusError(f"torque servo {servo_id}: port error {exc}") from exc
+    def set_torque(self, servo_id: int, on: bool, retries: int = 2) -> None:
+        """Write Torque_Enable and wait for the status reply (retried: a lost reply is not a fault)."""
+        for attempt in range(retries + 1):
+            try:
+                result, error = self.packet.write1ByteTxRx(self.port, servo_id, self.regs.torque, 1 if on else 0)
+            except Exception as exc:  # noqa: BLE001
+                raise BusError(f"torque servo {servo_id}: port error {exc}") from exc
+            if result == self.sdk.COMM_SUCCESS or attempt == retries:
+                break
         self._check(result, error, f"torque {'on' if on else 'off'} servo {servo_id}")
 
     def sync_write_goal(self, goals: dict[int, int]) -> None:
