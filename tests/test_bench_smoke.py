@@ -39,3 +39,9 @@ def test_research_efficiency_smoke(tmp_path):
     res = _run(["bench/research_efficiency.py", "--trials", "2", "--trial-steps", "300", "--holdout-episodes", "3",
                 "--wall-s", "120"], tmp_path)
     assert set(res) == {"simgate", "random_search", "rl_zoo_style"} and all(r["trials"] == 2 for r in res.values())
+
+
+def test_gateway_latency_smoke(tmp_path):
+    res = _run(["bench/gateway_latency.py", "--seconds", "0.5"], tmp_path)
+    for k in ("rest_state", "ws_command_ack_200hz", "mcp_read_state", "rest_state_50_clients"):
+        assert res[k]["n"] > 0 and res[k]["p99_ms"] >= res[k]["p50_ms"] > 0
