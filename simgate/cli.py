@@ -316,27 +316,28 @@ def tokens_revoke(name: str, file: Path = typer.Option(TOKENS_DEFAULT)) -> None:
 
 @app.command()
 def serve(
-    backend: str = typer.Option("sim", help="sim | serial | ros2 (or the type in --config)"),
-    config: Path | None = typer.Option(None, help="backend config YAML (type: sim|serial|ros2 ...)"),
-    robot: str = typer.Option("panda"),
-    host: str = typer.Option("127.0.0.1", help="bind address (localhost by default)"),
-    port: int = typer.Option(8000),
-    tokens: Path = typer.Option(TOKENS_DEFAULT),
-    audit: Path = typer.Option(Path("gateway-audit.jsonl")),
+    backend: str | None = typer.Option(None, help="sim | serial | ros2 (overrides the settings file)"),
+    config: Path | None = typer.Option(None, help="gateway settings YAML (host, port, backend, safety, files)"),
+    robot: str | None = typer.Option(None, help="robot spec for --backend"),
+    host: str | None = typer.Option(None, help="bind address (default 127.0.0.1)"),
+    port: int | None = typer.Option(None),
+    tokens: Path | None = typer.Option(None, help="token file (default gateway-tokens.json)"),
+    audit: Path | None = typer.Option(None, help="audit log (default gateway-audit.jsonl)"),
 ) -> None:
-    """Serve the arm over REST, WebSocket and MCP (uvicorn)."""
+    """Serve the arm over REST, WebSocket and MCP (uvicorn), behind the safety layer."""
     import uvicorn
 
-    from simgate.gateway.access import AuditLog, TokenStore
-    from simgate.gateway.app import create_app
-    from simgate.gateway.service import ArmService
-    from simgate.hardware.config import make_backend, parse_backend_config
+    from simgate.gateway.settings import GatewaySettings, build_app
 
-    cfg = parse_backend_config(config) if config else parse_backend_config({"type": backend, "robot": robot})
-    service = ArmService(make_backend(cfg), AuditLog(audit))
+    settings = GatewaySettings.load(config, host=host, port=port, tokens_file=tokens, audit_file=audit)
+    if backend is not None:
+        settings.backend = {"type": backend, **({"robot": robot} if robot else {})}
+    elif robot is not None:
+        settings.backend = {**settings.backend, "robot": robot}
+    app, service = build_app(settings)
     service.start()
     try:
-        uvicorn.run(create_app(service, TokenStore(tokens)), host=host, port=port, log_level="info")
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     finally:
         service.close()
 

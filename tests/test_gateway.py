@@ -214,7 +214,58 @@ def test_run_a_promoted_policy_and_cancel(gw, tmp_path_factory, monkeypatch):
     assert c.delete(f"/v1/runs/{run_id}", headers=act).status_code == 200
     assert _wait_run(c, run_id, act)["status"] == "cancelled"
     wrong = c.post("/v1/policies/nope/run", json={"goal_m": [0, 0, 0.1]}, headers=act)
-    assert wrong.status_code >= 400 and "nope" in wrong.text
+    assert wrong.status_code == 404 and "nope" in wrong.text
+    # the same through MCP, as an agent would
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def agent():
+        async with httpx2.AsyncClient(headers=act, timeout=30) as hc, \
+                streamable_http_client(gw["url"] + "/mcp/", http_client=hc) as (r, w), ClientSession(r, w) as s:
+            await s.initialize()
+            listed = json.loads((await s.call_tool("list_policies", {})).content[0].text)
+            assert any(p["id"] == digest for p in (listed if isinstance(listed, list) else [listed]))
+            started = json.loads((await s.call_tool("run_policy", {"policy": digest, "goal_m": [-0.1, 0.0, 0.1],
+                                                                   "max_steps": 10})).content[0].text)
+            assert started["ok"], started
+            for _ in range(200):
+                v = json.loads((await s.call_tool("get_run", {"run_id": started["id"]})).content[0].text)
+                if v["status"] != "running":
+                    return v
+                await asyncio.sleep(0.05)
+            return v
+
+    v = asyncio.run(agent())
+    assert v["status"] == "done" and "reached" in v["result"]
+
+
+def test_bad_image_request_and_nan_are_4xx(gw):
+    c = httpx.Client(base_url=gw["url"], timeout=10)
+    r = c.get("/v1/camera?width=5000&height=100", headers=H(gw["tokens"]["read"]))
+    assert r.status_code == 422 and "width" in r.text
+    ok = c.get("/v1/camera?width=64&height=48&fmt=jpeg", headers=H(gw["tokens"]["read"]))
+    assert ok.status_code == 200 and ok.headers["content-type"] == "image/jpeg" and len(ok.content) > 100
+    before = gw["service"].sent_commands
+    r = c.post("/v1/joints", content='{"positions": [NaN, 0, 1, 1, 0]}',
+               headers={**H(gw["tokens"]["act"]), "content-type": "application/json"})
+    assert 400 <= r.status_code < 500 and "shoulder_pan" in r.text
+    assert gw["service"].sent_commands == before
+
+
+def test_settings_file_builds_the_gateway(tmp_path):
+    from simgate.errors import ConfigError
+    from simgate.gateway.settings import GatewaySettings, build_app
+
+    f = tmp_path / "gw.yaml"
+    f.write_text("port: 8123\nbackend: {type: sim, robot: so101}\nsafety: {max_step_rad: 0.2}\n"
+                 f"tokens_file: {tmp_path / 't.json'}\naudit_file: {tmp_path / 'a.jsonl'}\n")
+    s = GatewaySettings.load(f)
+    app, service = build_app(s)
+    assert service.spec.name == "so101" and service.safety.config.max_step_rad == 0.2 and s.host == "127.0.0.1"
+    f.write_text("prot: 1\n")
+    with pytest.raises(ConfigError, match="prot"):
+        GatewaySettings.load(f)
 
 
 def test_schemathesis_finds_no_server_errors(gw):
