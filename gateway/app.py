@@ -26,7 +26,8 @@ from simgate.hardware.types import TrajectoryCommand
 
 
 class MoveJoints(BaseModel):
-    positions: list[float] = Field(description="arm joint targets, rad, in the robot's joint order")
+    positions: list[float] | None = Field(None, description="arm joint targets, rad, in the robot's joint order")
+    joints: dict[str, float] | None = Field(None, description="or targets by joint name (rad); others hold")
     gripper: float | None = Field(None, ge=0.0, le=1.0, description="gripper opening, 0 closed .. 1 open")
     clip: bool = Field(False, description="clip to the limits instead of refusing (the response says so)")
 
@@ -146,7 +147,17 @@ def create_app(service: ArmService, tokens: TokenStore, rate: RateLimiter | None
 
     @app.post("/v1/joints")
     def move_joints(cmd: MoveJoints, ident: tuple = Depends(actor)) -> dict[str, Any]:
-        out = service.move(ident[0], "rest", cmd.positions, cmd.gripper, cmd.clip)
+        positions = cmd.positions
+        if cmd.joints is not None:
+            names = [j.name for j in service.spec.arm_joints]
+            unknown = [n for n in cmd.joints if n not in names]
+            if unknown:
+                raise HTTPException(422, detail=f"joints: unknown joint(s) {unknown}; this arm has {names}")
+            cur = service.backend.read().positions
+            positions = [cmd.joints.get(n, q) for n, q in zip(names, cur, strict=True)]
+        if positions is None and cmd.gripper is None:
+            raise HTTPException(422, detail="give 'positions', 'joints' or 'gripper'")
+        out = service.move(ident[0], "rest", positions, cmd.gripper, cmd.clip)
         metrics.sent += 1
         return out
 

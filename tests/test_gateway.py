@@ -96,6 +96,7 @@ def test_actuating_routes_refuse_missing_wrong_and_read_tokens(gw, route, body):
     ({"positions": [0, 0, 1, 1]}, "positions"),
     ({"positions": ["a", 0, 1, 1, 0]}, "positions"),
     ({"positions": [0, 0, 1, 1, 0], "gripper": 3}, "gripper"),
+    ({"joints": {"elbow": 1.0}}, "elbow"),
 ])
 def test_bad_input_is_named_and_moves_nothing(gw, body, field):
     c = httpx.Client(base_url=gw["url"], timeout=10)
