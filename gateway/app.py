@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import time
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
@@ -384,11 +383,3 @@ def _make_mcp(service: ArmService, tokens: TokenStore, rate: RateLimiter, metric
 
     return mcp
 
-
-def wait_until(pred, timeout_s: float = 5.0) -> bool:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False

@@ -96,21 +96,7 @@ class MotionManager:
     # ---- end-effector pose -------------------------------------------------------------------
     def solve_ik(self, position_m: list[float], iterations: int = 60) -> list[float]:
         """Joint positions putting the tool at ``position_m`` (world frame, m), from the current pose."""
-        import pybullet as p
-
-        kin = self.service.safety.kin
-        q = np.array(self.service.backend.read().positions)
-        with kin._lock:
-            robot = kin.robot
-            for _ in range(iterations):
-                for j, qi in zip(robot.arm_ids, q, strict=True):
-                    p.resetJointState(robot.body, j, float(qi), physicsClientId=kin.world.cid)
-                kin.world.tick += 1
-                q = np.clip(robot.ik(np.asarray(position_m, dtype=float)), robot.lower[: robot.dof], robot.upper[: robot.dof])
-            for j, qi in zip(robot.arm_ids, q, strict=True):
-                p.resetJointState(robot.body, j, float(qi), physicsClientId=kin.world.cid)
-            kin.world.tick += 1
-            err = float(np.linalg.norm(robot.ee_state()[0] - np.asarray(position_m)))
+        q, err = self.service.safety.kin.ik(self.service.backend.read().positions, position_m, iterations)
         if err > 0.01:
             raise ConfigError(f"position_m {list(position_m)} is not reachable (closest {err:.3f} m away)")
         return q.tolist()
@@ -158,15 +144,8 @@ class MotionManager:
                 action = np.clip(np.asarray(policy.act(obs), dtype=float).reshape(-1), -1.0, 1.0)
                 target_tcp = ee + action[:3] * 0.05
                 target_tcp[2] = max(target_tcp[2], 0.0)
-                with kin._lock:
-                    import pybullet as p
-
-                    for j, qi in zip(kin.robot.arm_ids, q, strict=True):
-                        p.resetJointState(kin.robot.body, j, float(qi), physicsClientId=kin.world.cid)
-                    kin.world.tick += 1
-                    q_next = kin.robot.ik(target_tcp)
-                self.service.move(who, f"policy:{ref}", np.clip(q_next, kin.robot.lower[: kin.robot.dof],
-                                                                 kin.robot.upper[: kin.robot.dof]).tolist(), clip=True)
+                q_next, _ = kin.ik(q, target_tcp)
+                self.service.move(who, f"policy:{ref}", q_next.tolist(), clip=True)
                 time.sleep(period)
             final = kin.tcp(self.service.backend.read().positions)
             dist = float(np.linalg.norm(final - np.asarray(goal_m)))

@@ -54,14 +54,32 @@ class Kinematics:
         self.world = World()
         self.robot = Robot(self.world, spec)
 
-    def tcp(self, q_arm: list[float]) -> np.ndarray:
+    def _set(self, q_arm) -> None:
         import pybullet as p
 
+        for j, q in zip(self.robot.arm_ids, q_arm, strict=True):
+            p.resetJointState(self.robot.body, j, float(q), physicsClientId=self.world.cid)
+        self.world.tick += 1
+
+    def tcp(self, q_arm: list[float]) -> np.ndarray:
+        """Tool centre point (m, world frame) at arm joint positions ``q_arm`` (rad)."""
         with self._lock:
-            for j, q in zip(self.robot.arm_ids, q_arm, strict=True):
-                p.resetJointState(self.robot.body, j, float(q), physicsClientId=self.world.cid)
-            self.world.tick += 1
+            self._set(q_arm)
             return self.robot.ee_state()[0]
+
+    def ik(self, q_arm: list[float], tcp_target_m, iterations: int = 1) -> tuple[np.ndarray, float]:
+        """Arm joint positions (within limits) moving the tool towards ``tcp_target_m`` from ``q_arm``,
+        and the remaining distance (m). One iteration = one damped-least-squares step."""
+        dof = self.robot.dof
+        lo, hi = self.robot.lower[:dof], self.robot.upper[:dof]
+        target = np.asarray(tcp_target_m, dtype=float)
+        q = np.asarray(q_arm, dtype=float)
+        with self._lock:
+            for _ in range(iterations):
+                self._set(q)
+                q = np.clip(self.robot.ik(target), lo, hi)
+            self._set(q)
+            return q, float(np.linalg.norm(self.robot.ee_state()[0] - target))
 
 
 class SafetyLayer:

@@ -21,7 +21,7 @@ from simgate.hardware.types import BackendBase, Capabilities, Health, JointComma
 from simgate.sim.randomization import RandomizationConfig, resolve_randomization
 from simgate.sim.robot import Robot
 from simgate.sim.robot_spec import RobotSpec, resolve_spec
-from simgate.sim.world import World
+from simgate.sim.world import RealTimePacer, World
 
 
 class CameraConfig(BaseModel):
@@ -101,7 +101,7 @@ class SimBackend(BackendBase):
                 self._target = robot.target.copy()
             self._publish(robot, rng, obs_noise)
             ready.set()
-            next_t = time.monotonic()
+            pacer = RealTimePacer(period)
             while not self._stop.is_set():
                 with self._lock:
                     target = self._target.copy()
@@ -122,12 +122,7 @@ class SimBackend(BackendBase):
                 self.steps += 1
                 self._publish(robot, rng, obs_noise)
                 if self.realtime:
-                    next_t += period
-                    delay = next_t - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                    else:
-                        next_t = time.monotonic()
+                    pacer.wait()
             world.close()
         except Exception as exc:  # noqa: BLE001
             self._error = f"{type(exc).__name__}: {exc}"

@@ -185,9 +185,8 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
             if max_wall_s is not None and time.perf_counter() - t_start > max_wall_s:
                 status["value"] = "wall_clock_budget"
                 return False
-            for v in self.locals.get("infos", [])[:1]:
-                if not np.all(np.isfinite(self.locals.get("rewards", [0.0]))):
-                    raise FloatingPointError(f"non-finite reward at step {n}: {v}")
+            if not np.all(np.isfinite(self.locals.get("rewards", 0.0))):
+                raise FloatingPointError(f"non-finite reward at step {n}")
             return True
 
     remaining = max(0, cfg.total_steps - int(model.num_timesteps))

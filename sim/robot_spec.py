@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from simgate.errors import ConfigError, RobotLoadError
+from simgate.errors import RobotLoadError
 
 ROBOTS_DIR = Path(__file__).parent / "robots"
 PYBULLET_DATA_PREFIX = "pybullet_data:"
@@ -185,9 +185,5 @@ def load_robot_spec(name_or_path: str | Path) -> RobotSpec:
 
 
 def resolve_spec(robot: str | Path | RobotSpec) -> RobotSpec:
-    if isinstance(robot, RobotSpec):
-        return robot
-    try:
-        return load_robot_spec(robot)
-    except ConfigError:
-        raise
+    """A spec given as itself, a built-in name or a YAML path."""
+    return robot if isinstance(robot, RobotSpec) else load_robot_spec(robot)

@@ -16,6 +16,26 @@ TABLE_HALF_EXTENTS_M = (0.55, 0.35, 0.2)
 TABLE_CENTER_X_M = -0.3
 
 
+class RealTimePacer:
+    """Sleeps so that successive ``wait()`` calls are ``period_s`` apart on the wall clock; when it
+    falls behind it restarts from now instead of bursting to catch up."""
+
+    def __init__(self, period_s: float) -> None:
+        import time
+
+        self._time = time
+        self.period_s = period_s
+        self.next_t = time.monotonic()
+
+    def wait(self) -> None:
+        self.next_t += self.period_s
+        delay = self.next_t - self._time.monotonic()
+        if delay > 0:
+            self._time.sleep(delay)
+        else:
+            self.next_t = self._time.monotonic()
+
+
 class World:
     """Owns one DIRECT physics client; table top is at z = 0."""
 

@@ -30,7 +30,7 @@ import pybullet as p
 from simgate.hardware.emulator import protocols as P
 from simgate.sim.robot import Robot
 from simgate.sim.robot_spec import RobotSpec, resolve_spec
-from simgate.sim.world import World
+from simgate.sim.world import RealTimePacer, World
 
 TICKS_PER_REV = 4096
 CENTER_TICKS = 2048
@@ -225,7 +225,7 @@ class EmulatedServoBus:
                 self._put(t, "goal", self.rad_to_ticks(qi))
                 self._put(t, "present_position", self.rad_to_ticks(qi))
         ready.set()
-        next_t = time.monotonic()
+        pacer = RealTimePacer(period)
         while not self._stop.is_set():
             with self._lock:
                 goals, enabled = [], []
@@ -244,12 +244,7 @@ class EmulatedServoBus:
                 for name, st, f in zip(names, states, forces, strict=True):
                     t = self.tables[self.ids[name]]
                     self._put_present(t, st[0], st[1], st[3] / f if f else 0.0)
-            next_t += period
-            delay = next_t - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                next_t = time.monotonic()
+            pacer.wait()
         world.close()
 
     def _put_present(self, t: bytearray, q: float, qd: float, load_frac: float) -> None:
