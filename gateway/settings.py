@@ -41,14 +41,15 @@ class GatewaySettings(BaseModel):
             raise ConfigError(f"gateway settings: {errs}") from exc
 
 
-def build_app(settings: GatewaySettings):
-    """(app, service) from settings: backend -> ArmService (safety, audit, lease) -> FastAPI/MCP."""
+def build_app(settings: GatewaySettings, backend=None):
+    """(app, service) from settings: backend -> ArmService (safety, audit, lease) -> FastAPI/MCP.
+    ``backend``: an already-built backend instead of the one ``settings.backend`` describes."""
     from simgate.gateway.access import AuditLog, RateLimiter, TokenStore
     from simgate.gateway.app import create_app
     from simgate.gateway.service import ArmService
     from simgate.hardware.config import make_backend, parse_backend_config
 
-    backend = make_backend(parse_backend_config(settings.backend))
+    backend = backend or make_backend(parse_backend_config(settings.backend))
     service = ArmService(backend, AuditLog(settings.audit_file), settings.safety, settings.lease_ttl_s)
     app = create_app(service, TokenStore(settings.tokens_file),
                      RateLimiter(settings.rate_limit_hz, settings.rate_limit_burst), settings.registry_dir)

@@ -51,8 +51,12 @@ def validate_trajectory(spec, traj: TrajectoryCommand) -> None:
 
 
 class Ros2Backend(BackendBase):
-    def __init__(self, config) -> None:
+    """``node``: an rclpy node someone else spins (the gateway's ROS 2 node); without one the
+    backend makes its own context, node and executor thread."""
+
+    def __init__(self, config, node=None) -> None:
         self.config = config
+        self._external = node
         self.spec = load_robot_spec(config.robot)
         self.arm = [j.name for j in self.spec.arm_joints]
         self.capabilities = Capabilities(command_modes=["joint_positions", "joint_trajectory"], sensors=["joint_state"])
@@ -69,12 +73,19 @@ class Ros2Backend(BackendBase):
         from sensor_msgs.msg import JointState
         from trajectory_msgs.msg import JointTrajectory
 
+        self._JT = JointTrajectory
+        topic = f"/{self.config.controller.strip('/')}/joint_trajectory"
+        if self._external is not None:
+            self._node = self._external
+            self._sub = self._node.create_subscription(JointState, self.config.joint_states_topic,
+                                                       self._on_joint_state, QoSProfile(depth=10))
+            self._pub = self._node.create_publisher(JointTrajectory, topic, 10)
+            self._ctx = self._node.context
+            return
         self._ctx = rclpy.Context()
         rclpy.init(context=self._ctx)
         self._node = rclpy.create_node(f"simgate_ros2_backend_{id(self) & 0xFFFF:x}", context=self._ctx)
-        self._JT = JointTrajectory
         self._node.create_subscription(JointState, self.config.joint_states_topic, self._on_joint_state, QoSProfile(depth=10))
-        topic = f"/{self.config.controller.strip('/')}/joint_trajectory"
         self._pub = self._node.create_publisher(JointTrajectory, topic, 10)
         self._exec = SingleThreadedExecutor(context=self._ctx)
         self._exec.add_node(self._node)
@@ -91,6 +102,10 @@ class Ros2Backend(BackendBase):
     def close(self) -> None:
         ctx, self._ctx = self._ctx, None
         if ctx is None:
+            return
+        if self._external is not None:
+            self._node.destroy_subscription(self._sub)
+            self._node.destroy_publisher(self._pub)
             return
         if self._thread:
             self._thread.join(timeout=2)

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from simgate.errors import SimgateError
+from simgate.errors import ConfigError, SimgateError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="simgate: simulation -> research -> registry -> gateway -> arm")
 sim_app = typer.Typer(no_args_is_help=True, help="Simulation utilities.")
@@ -314,8 +314,9 @@ def tokens_revoke(name: str, file: Path = typer.Option(TOKENS_DEFAULT)) -> None:
     print(f"revoked {name}")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def serve(
+    ctx: typer.Context,
     backend: str | None = typer.Option(None, help="sim | serial | ros2 (overrides the settings file)"),
     config: Path | None = typer.Option(None, help="gateway settings YAML (host, port, backend, safety, files)"),
     robot: str | None = typer.Option(None, help="robot spec for --backend"),
@@ -324,11 +325,21 @@ def serve(
     tokens: Path | None = typer.Option(None, help="token file (default gateway-tokens.json)"),
     audit: Path | None = typer.Option(None, help="audit log (default gateway-audit.jsonl)"),
 ) -> None:
-    """Serve the arm over REST, WebSocket and MCP (uvicorn), behind the safety layer."""
+    """Serve the arm over REST, WebSocket and MCP (uvicorn), behind the safety layer.
+
+    With --backend ros2 the gateway is a ROS 2 node (simgate_gateway): its parameters come from
+    `--ros-args --params-file launch/params/gateway.yaml` (flags given here win)."""
     import uvicorn
 
     from simgate.gateway.settings import GatewaySettings, build_app
 
+    if backend == "ros2":
+        from simgate.gateway.ros2_node import serve_ros2
+
+        serve_ros2(list(ctx.args), host=host, port=port, tokens_file=tokens, audit_file=audit)
+        return
+    if ctx.args:
+        raise ConfigError(f"unexpected arguments {ctx.args} (--ros-args needs --backend ros2)")
     settings = GatewaySettings.load(config, host=host, port=port, tokens_file=tokens, audit_file=audit)
     if backend is not None:
         settings.backend = {"type": backend, **({"robot": robot} if robot else {})}

@@ -45,3 +45,10 @@ def test_gateway_latency_smoke(tmp_path):
     res = _run(["bench/gateway_latency.py", "--seconds", "0.5"], tmp_path)
     for k in ("rest_state", "ws_command_ack_200hz", "mcp_read_state", "rest_state_50_clients"):
         assert res[k]["n"] > 0 and res[k]["p99_ms"] >= res[k]["p50_ms"] > 0
+
+
+def test_ros2_joint_states_smoke(tmp_path):
+    res = _run(["bench/ros2_joint_states.py", "--seconds", "1.5", "--rates", "50"], tmp_path)
+    row = res["rates"]["50.0"]
+    for k in ("driver_sim", "driver_serial_emulated", "bare_rclpy"):
+        assert row[k]["rate_hz"] > 0 and row[k]["p50_ms"] > 0

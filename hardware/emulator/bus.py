@@ -207,6 +207,12 @@ class EmulatedServoBus:
         if self._master is None:
             self._open_pty()
 
+    def present_positions(self) -> dict[str, float]:
+        """The servos' present positions (rad, the bus's own tick mapping), by joint name."""
+        with self._lock:
+            return {n: self.ticks_to_rad(self._get(self.tables[self.ids[n]], "present_position"))
+                    for n in self.spec.joint_names}
+
     # ---- physics -----------------------------------------------------------------------------
     def _physics(self, ready: threading.Event) -> None:
         world = World(time_step_s=1.0 / self.physics_hz, substeps=1, solver_iterations=10)

@@ -1,0 +1,30 @@
+"""Simulation: simgate's driver node on the PyBullet backend (real time) + the gateway on ROS 2.
+
+    ros2 launch simgate sim_arm.launch.py robot:=so101 port:=8000 token_file:=gateway-tokens.json
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    share = FindPackageShare("simgate")
+    arg = LaunchConfiguration
+    return LaunchDescription([
+        DeclareLaunchArgument("robot", default_value="so101", description="robot spec (panda, xarm6, so101 or a YAML path)"),
+        DeclareLaunchArgument("controller", default_value="joint_trajectory_controller",
+                              description="trajectory topic namespace shared by driver and gateway"),
+        DeclareLaunchArgument("host", default_value="127.0.0.1", description="gateway bind address"),
+        DeclareLaunchArgument("port", default_value="8000", description="gateway HTTP port"),
+        DeclareLaunchArgument("token_file", default_value="gateway-tokens.json", description="gateway API tokens"),
+        Node(package="simgate", executable="simgate-ros2-driver", name="simgate_driver", output="screen",
+             parameters=[PathJoinSubstitution([share, "params", "sim_driver.yaml"]),
+                         {"robot": arg("robot"), "controller": arg("controller")}]),
+        Node(package="simgate", executable="simgate-ros2-gateway", name="simgate_gateway", output="screen",
+             parameters=[PathJoinSubstitution([share, "params", "gateway.yaml"]),
+                         {"robot": arg("robot"), "controller": arg("controller"), "host": arg("host"),
+                          "port": arg("port"), "tokens_file": arg("token_file")}]),
+    ])

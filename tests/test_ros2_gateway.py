@@ -1,0 +1,120 @@
+"""The gateway as a ROS 2 node against simgate's driver node, over real DDS: agent (official MCP
+client) -> gateway -> DDS -> driver -> physics -> DDS -> gateway -> agent; the driver killed and
+restarted under a running gateway."""
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+from hw_helpers import wait_for
+from ros2_helpers import PARAMS, driver_process
+
+from simgate.gateway.access import TokenStore
+
+
+def _port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mcp(url, token, calls):
+    """Run ``calls(session)`` in an MCP client session; returns its result."""
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def run():
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as hc, \
+                streamable_http_client(url + "/mcp/", http_client=hc) as (r, w), ClientSession(r, w) as s:
+            await s.initialize()
+            return await calls(s)
+
+    return asyncio.run(run())
+
+
+async def _tool(s, name, args=None):
+    return json.loads((await s.call_tool(name, args or {})).content[0].text)
+
+
+@contextlib.contextmanager
+def gateway_process(tmp_path, port):
+    """``simgate serve --backend ros2`` with launch/params/gateway.yaml; SIGINT on the way out."""
+    log = open(tmp_path / "gateway.log", "w")
+    gw = subprocess.Popen(
+        [sys.executable, "-m", "simgate.cli", "serve", "--backend", "ros2", "--ros-args",
+         "--params-file", str(PARAMS / "gateway.yaml"), "-p", f"port:={port}",
+         "-p", f"tokens_file:={tmp_path / 'tokens.json'}", "-p", f"audit_file:={tmp_path / 'audit.jsonl'}"],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        yield gw
+    finally:
+        gw.send_signal(signal.SIGINT)
+        try:
+            gw.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            gw.kill()
+            gw.wait()
+        log.close()
+
+
+async def move_and_read(s):
+    """Move every joint a little from where it is and poll the state until it arrives."""
+    st = await _tool(s, "read_state")
+    target = list(np.array(st["positions"]) + np.array([0.3, -0.1, 0.2, 0.0, 0.3]))
+    res = await _tool(s, "move_joints", {"positions": target})
+    assert res["ok"], res
+    for _ in range(200):
+        now = (await _tool(s, "read_state"))["positions"]
+        if np.allclose(now, target, atol=0.02):
+            return target, now
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"arm did not arrive: {now} vs {target}")
+
+
+async def move_in_place(s):
+    st = await _tool(s, "read_state")
+    return await _tool(s, "move_joints", {"positions": st["positions"]})
+
+
+def test_mcp_agent_drives_the_driver_node_through_the_ros2_gateway(tmp_path):
+    port = _port()
+    tok = TokenStore(tmp_path / "tokens.json").create("agent", "act")
+    url = f"http://127.0.0.1:{port}"
+    c = httpx.Client(base_url=url, timeout=5, headers={"Authorization": f"Bearer {tok}"})
+
+    def health():
+        try:
+            return c.get("/v1/state").json()["health"]["status"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
+
+    with gateway_process(tmp_path, port):
+        with driver_process(tmp_path / "driver.log"):
+            assert wait_for(lambda: health() == "ok", timeout_s=30), (tmp_path / "gateway.log").read_text()[-2000:]
+            target, now = _mcp(url, tok, move_and_read)
+            assert np.allclose(now, target, atol=0.02)
+        # the driver is killed (SIGKILL) on leaving the block: stale within 0.5 s, motion refused
+        t_kill = time.monotonic()
+        assert wait_for(lambda: health() == "stale", timeout_s=2.0, period_s=0.01)
+        stale_after_s = time.monotonic() - t_kill
+        assert stale_after_s < 0.5, f"stale reported after {stale_after_s:.2f} s"
+        res = _mcp(url, tok, move_in_place)
+        assert not res["ok"] and "stale" in res["refused"] and "/joint_states" in res["refused"], res
+        r = c.post("/v1/joints", json={"positions": c.get("/v1/state").json()["positions"]})
+        assert r.status_code == 409 and "stale" in r.json()["detail"], r.text
+        # restart the driver: the same gateway recovers
+        with driver_process(tmp_path / "driver2.log"):
+            assert wait_for(lambda: health() == "ok", timeout_s=10)
+            target, now = _mcp(url, tok, move_and_read)
+            assert np.allclose(now, target, atol=0.02)
+    audit = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert any(a["action"] == "move" and a["outcome"] == "refused" and "stale" in a["reason"] for a in audit)
