@@ -23,7 +23,7 @@ setup() {
 }
 
 case "${1:-}" in
-  main) setup; shift; exec .venv/bin/simgate demo "$@" ;;
+  main) setup; shift; exec .venv/bin/simgate pipeline "$@" ;;
   test) setup; shift; exec .venv/bin/python -m pytest "$@" ;;
   *) echo "usage: $0 main|test" >&2; exit 2 ;;
 esac

@@ -142,6 +142,8 @@ class Coordinator:
         if t.state == TS.PRUNED:
             status, reason = "pruned", "stopped early by the pruner (intermediate selection evaluations)"
             metrics = {"intermediate": {str(k): v for k, v in t.intermediate_values.items()}}
+        elif t.state == TS.FAIL and ua.get("cut_by_deadline"):
+            status, reason = "cut", ua["reason"]
         elif t.state == TS.FAIL:
             status = "crash"
             reason = ua.get("reason") or "worker lost (no heartbeat): re-queued with the same parameters"
@@ -180,6 +182,7 @@ class Coordinator:
         shutil.copyfile(self.program.path, self.dir / "program.md")
         study = open_study(spec, self.url, create=True)  # created before any worker joins
         optuna.storages.fail_stale_trials(study)  # after a crash: re-queue what was running
+        self._requeue_orphans(study)
         if not study.trials:
             for _ in range(2):  # the noise floor: the baseline, trained twice
                 study.enqueue_trial(encode_for_enqueue(spec, baseline_params(spec)), user_attrs={"role": "baseline"})
@@ -224,6 +227,22 @@ class Coordinator:
         report = write_report(self.dir, self.spec)
         return {**self.summary(), "promoted": promoted, "report": str(report)}
 
+    def _requeue_orphans(self, study: optuna.Study) -> None:
+        """Trials left RUNNING by this machine's previous coordinator (its local or Ray workers died
+        with it) are failed and re-queued with the same parameters now, not after the heartbeat
+        grace period. Trials of `simgate research worker` processes elsewhere are left to their
+        heartbeats."""
+        for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
+            ua = t.user_attrs
+            if not str(ua.get("worker", "")).startswith(("local-", "ray-")):
+                continue
+            study._storage.set_trial_user_attr(t._trial_id, "reason", "worker lost when the coordinator stopped: "
+                                                                      "re-queued with the same parameters")
+            study._storage.set_trial_state_values(t._trial_id, TS.FAIL)
+            keep = {k: v for k, v in ua.items() if k in ("role", "proposer", "rationale")}
+            study.enqueue_trial(encode_for_enqueue(self.spec, ua.get("params", t.params)),
+                                user_attrs={**keep, "requeued_from": t.number})
+
     def _view(self, study: optuna.Study, deadline: float) -> Table:
         trials = study.get_trials(deepcopy=False)
         recs = self.ledger.latest_by_trial()
@@ -241,7 +260,7 @@ class Coordinator:
 
     def summary(self) -> dict:
         recs = [r for r in self.ledger.records() if r.get("kind") == "trial"]
-        by = {s: sum(r["status"] == s for r in recs) for s in ("keep", "discard", "rejected", "crash", "pruned")}
+        by = {s: sum(r["status"] == s for r in recs) for s in ("keep", "discard", "rejected", "crash", "pruned", "cut")}
         return {"trials": len(recs), **by, "incumbent": self.state["incumbent"], "noise_floor": self.state["noise_floor"],
                 "ledger": str(self.ledger.path), "ledger_records": self.ledger.verify()}
 

@@ -25,7 +25,8 @@ def write_report(study_dir: str | Path, spec, video: bool = True) -> Path:
     promos = [r for r in recs if r.get("kind") == "promotion"]
     figs = d / "report"
     figs.mkdir(exist_ok=True)
-    colors = {"keep": "tab:green", "discard": "tab:gray", "rejected": "tab:red", "crash": "black", "pruned": "tab:orange"}
+    colors = {"keep": "tab:green", "discard": "tab:gray", "rejected": "tab:red", "crash": "black", "pruned": "tab:orange",
+              "cut": "tab:purple"}
 
     # 1. metric per trial + staircase
     fig, ax = plt.subplots(figsize=(7, 4))

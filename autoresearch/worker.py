@@ -108,7 +108,11 @@ def _run(study, trial, spec, study_dir, worker, deadline_ts, train, evaluate, se
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             return
         if run["status"] == "wall_clock_budget":
-            trial.set_user_attr("reason", f"overran its wall-clock budget ({wall:.0f} s) at {run['steps']} steps")
+            if wall < budget.trial_wall_s:  # the study's deadline, not the trial's own budget, stopped it
+                trial.set_user_attr("cut_by_deadline", True)
+                trial.set_user_attr("reason", f"stopped at the study's deadline after {run['steps']} steps")
+            else:
+                trial.set_user_attr("reason", f"overran its wall-clock budget ({wall:.0f} s) at {run['steps']} steps")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
         policy_path = run_dir / "policy.ts"
@@ -144,5 +148,8 @@ def worker_loop(program_path: str, study_dir: str, storage: str, deadline_ts: fl
     while time.time() < deadline_ts - 1.0:
         if count_trials(study) >= spec.budgets.max_trials and not study.get_trials(
                 deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
-            break
+            if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                break
+            time.sleep(1.0)  # a running trial may yet fail and be re-queued (heartbeats): wait for it
+            continue
         run_one_trial(study, spec, sd, worker, deadline_ts)

@@ -8,7 +8,7 @@ program, same trial budget, same run.
 
 Each pick is then evaluated on the holdout seeds (never seen by any of them).
 
-    python bench/research_efficiency.py --program examples/reach.md --trials 8 --json out/research_efficiency.json
+    python bench/research_efficiency.py --program reach --trials 8 --json out/research_efficiency.json
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> None:
     from simgate.policies.export import TorchPolicy
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--program", type=Path, default=Path("examples/reach.md"))
+    ap.add_argument("--program", default="reach", help="a built-in program name or a program file")
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--wall-s", type=float, default=None, help="override the program's total wall clock")

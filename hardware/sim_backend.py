@@ -13,7 +13,6 @@ import threading
 import time
 
 import numpy as np
-import pybullet as p
 from pydantic import BaseModel
 
 from simgate.errors import ConfigError, HardwareError
@@ -84,15 +83,7 @@ class SimBackend(BackendBase):
             dr = self.randomization.sample(rng) if self.randomization.enabled else {}
             self._dr = dr
             if dr:
-                for link in robot.link_ids():
-                    m0 = p.getDynamicsInfo(robot.body, link, physicsClientId=world.cid)[0]
-                    kw = {}
-                    if m0 > 0 and "link_mass_scale" in dr:
-                        kw["mass"] = m0 * dr["link_mass_scale"]
-                    if link >= 0 and "joint_damping" in dr:
-                        kw["jointDamping"] = dr["joint_damping"]
-                    if kw:
-                        p.changeDynamics(robot.body, link, physicsClientId=world.cid, **kw)
+                robot.randomize_dynamics(dr)
             latency = int(dr.get("action_latency_steps", 0))
             obs_noise = float(dr.get("obs_noise_std", 0.0))
             robot.reset()

@@ -8,6 +8,7 @@ rl-baselines3-zoo's published PandaReach hyperparameters (used by the time-to-so
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -94,6 +95,10 @@ def load_recipe(path: str | Path | None, **overrides) -> RecipeConfig:
     env_id = overrides.get("env_id") or data.get("env_id") or "simgate/PandaReach-v0"
     algo = overrides.get("algo") or data.get("algo")
     merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    if os.environ.get("SIMGATE_SMOKE", "") not in ("", "0"):  # CI / README commands: a smoke-sized run
+        total = min(int(merged.get("total_steps") or 1500), 1500)
+        merged.update(total_steps=total, learning_starts=min(int(merged.get("learning_starts", 1000)), 500),
+                      eval_every_steps=500, eval_episodes=3, checkpoint_every_steps=500)
     try:
         base = default_recipe(env_id, algo).model_dump()
         base.update(merged)

@@ -98,10 +98,6 @@ class ArmEnv(gym.Env):
                 "desired_goal": spaces.Box(-np.inf, np.inf, (3,), np.float32),
             }
         )
-        self._nominal_masses = [
-            p.getDynamicsInfo(self.robot.body, link, physicsClientId=self.world.cid)[0]
-            for link in self.robot.link_ids()
-        ]
         self._dr: dict[str, float] = {}
         self._pending: deque[np.ndarray] = deque()
         self._steps = 0
@@ -221,16 +217,7 @@ class ArmEnv(gym.Env):
         dr, robot, cid = self._dr, self.robot, self.world.cid
         if not self.randomization.enabled:
             return
-        mass_scale = dr.get("link_mass_scale", 1.0)
-        damping = dr.get("joint_damping")
-        for link, m0 in zip(robot.link_ids(), self._nominal_masses, strict=True):
-            kw: dict[str, float] = {}
-            if m0 > 0:
-                kw["mass"] = m0 * mass_scale
-            if damping is not None and link >= 0:
-                kw["jointDamping"] = damping
-            if kw:
-                p.changeDynamics(robot.body, link, physicsClientId=cid, **kw)
+        robot.randomize_dynamics(dr)
         friction = dr.get("lateral_friction", 0.5)  # Bullet's default coefficient
         p.changeDynamics(self.world.table_id, -1, lateralFriction=friction, physicsClientId=cid)
         if hasattr(self.task, "set_object"):

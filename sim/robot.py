@@ -277,3 +277,19 @@ class Robot:
 
     def link_ids(self) -> list[int]:
         return [-1, *range(p.getNumJoints(self.body, physicsClientId=self.world.cid))]
+
+    def randomize_dynamics(self, dr: dict[str, float]) -> None:
+        """Apply sampled randomization (``link_mass_scale``, ``joint_damping`` N*m*s/rad) to the
+        links, relative to the masses the robot was loaded with."""
+        cid = self.world.cid
+        if not hasattr(self, "_nominal_masses"):
+            self._nominal_masses = [p.getDynamicsInfo(self.body, link, physicsClientId=cid)[0] for link in self.link_ids()]
+        mass_scale, damping = dr.get("link_mass_scale", 1.0), dr.get("joint_damping")
+        for link, m0 in zip(self.link_ids(), self._nominal_masses, strict=True):
+            kw: dict[str, float] = {}
+            if m0 > 0:
+                kw["mass"] = m0 * mass_scale
+            if damping is not None and link >= 0:
+                kw["jointDamping"] = damping
+            if kw:
+                p.changeDynamics(self.body, link, physicsClientId=cid, **kw)

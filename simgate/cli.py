@@ -110,7 +110,7 @@ app.add_typer(policies_app, name="policies")
 
 @app.command()
 def train(
-    env: str = typer.Option("simgate/PandaReach-v0", help="environment id"),
+    env: str | None = typer.Option(None, help="environment id (default: the recipe's, else simgate/PandaReach-v0)"),
     algo: str | None = typer.Option(None, help="sac | tqc | ppo (default: by env)"),
     config: Path | None = typer.Option(None, help="recipe YAML (any subset of fields)"),
     steps: int | None = typer.Option(None, help="total env steps"),
@@ -241,17 +241,20 @@ def research_submit(program: Path, params: str = typer.Option(..., help="JSON ob
 
 
 @research_app.command("verify-ledger")
-def research_verify(path: Path = typer.Argument(..., help="ledger.jsonl, a study dir or a program.md")) -> None:
+def research_verify(path: Path = typer.Argument(..., help="ledger.jsonl, a study dir, a program.md or a built-in program")) -> None:
     """Check the ledger's hash chain; names the first bad record."""
     from simgate.autoresearch.ledger import Ledger
+    from simgate.autoresearch.program import builtin_programs
 
-    if path.suffix == ".md":
+    if path.suffix == ".md" or (not path.exists() and str(path) in builtin_programs()):
         from simgate.autoresearch.coordinator import study_dir_for
         from simgate.autoresearch.program import load_program
 
         path = study_dir_for(load_program(path)) / "ledger.jsonl"
     elif path.is_dir():
         path = path / "ledger.jsonl"
+    if not path.is_file():
+        raise ConfigError(f"no ledger at {path}")
     n = Ledger(path).verify()
     print(f"ok: {n} records verify ({path})")
 
@@ -368,6 +371,8 @@ def emulate(
     robot: str = typer.Option("so101", help="robot spec name or path"),
     baud: int = typer.Option(1_000_000),
     calibration_out: Path | None = typer.Option(None, "--calibration-out", help="write the matching calibration here"),
+    randomize: bool = typer.Option(False, help="servos with the domain-randomization preset's dynamics (masses, damping)"),
+    seed: int = typer.Option(0, help="seed of the randomization sample"),
 ) -> None:
     """Run an emulated servo bus on a pseudo-terminal (its servos are PyBullet joints) until Ctrl-C."""
     import time
@@ -377,7 +382,7 @@ def emulate(
 
     if protocol not in ("feetech", "dynamixel"):
         raise SimgateError(f"--protocol must be 'feetech' or 'dynamixel', got {protocol!r}")
-    bus = EmulatedServoBus(protocol, robot, baud=baud).start()
+    bus = EmulatedServoBus(protocol, robot, baud=baud, seed=seed, randomization="preset" if randomize else None).start()
     try:
         if calibration_out:
             nominal_calibration(bus.spec, bus.ids).save(calibration_out)
@@ -420,6 +425,45 @@ def demo(episodes: int = typer.Option(20, min=1)) -> None:
     from simgate.demo import run_demo
 
     run_demo(episodes)
+
+
+@app.command()
+def doctor(storage: str | None = typer.Option(None, help="also check this Optuna storage URL (PostgreSQL)")) -> None:
+    """Check the environment (Python, torch, PyBullet, ROS 2 + DDS, serial ports, storage, video) and
+    print what is missing with the fix. Exit code 1 when a check fails."""
+    from rich.table import Table
+
+    from simgate.doctor import run_checks
+
+    checks = run_checks(storage)
+    tab = Table(title="simgate doctor")
+    for col in ("check", "status", "detail", "fix"):
+        tab.add_column(col, overflow="fold")
+    colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for c in checks:
+        tab.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.detail, c.fix)
+    Console().print(tab)
+    if any(c.status == "fail" for c in checks):
+        sys.exit(1)
+
+
+@app.command()
+def pipeline(
+    out: Path = typer.Option(Path("runs/main"), help="where the study, registry, gateway files and summary go"),
+    workers: int | None = typer.Option(None, min=1, help="parallel trials (default: one per core)"),
+    goals: int | None = typer.Option(None, min=1, help="goals for the agent on the emulated arm (default 20)"),
+) -> None:
+    """The main job: research -> promote -> gateway on the emulated servo bus -> MCP agent -> summary.
+    Ctrl-C is safe; running it again resumes. SIMGATE_SMOKE=1 shrinks every budget."""
+    from simgate.pipeline import run_pipeline
+
+    try:
+        summary = run_pipeline(out, workers, goals)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]: every child process is stopped; run the same command to resume")
+        sys.exit(130)
+    if summary.get("error"):
+        sys.exit(1)
 
 
 def main() -> None:

@@ -88,7 +88,10 @@ class EmulatedServoBus:
 
     def __init__(self, protocol: Literal["feetech", "dynamixel"], robot: str | RobotSpec = "so101",
                  ids: dict[str, int] | None = None, baud: int = 1_000_000, return_delay_us: int = 0,
-                 physics_hz: float = 500.0, seed: int = 0) -> None:
+                 physics_hz: float = 500.0, seed: int = 0, randomization=None) -> None:
+        """``randomization``: a RandomizationConfig / ``"preset"`` / dict; the arm's link masses and
+        joint damping are sampled once (``seed``) and applied, so the servos are not the nominal
+        model the policy was trained on. The sampled values: ``self.randomization``."""
         if protocol not in ("feetech", "dynamixel"):
             raise ValueError(f"protocol must be 'feetech' or 'dynamixel', got {protocol!r}")
         self.protocol = protocol
@@ -102,6 +105,10 @@ class EmulatedServoBus:
         self.physics_hz = physics_hz
         self.faults = Faults()
         self.rng = np.random.default_rng(seed)
+        from simgate.sim.randomization import resolve_randomization
+
+        rcfg = resolve_randomization(randomization)
+        self.randomization: dict[str, float] = rcfg.sample(np.random.default_rng(seed)) if rcfg.enabled else {}
         self.tables: dict[int, bytearray] = {}
         for sid in self.ids.values():
             t = bytearray(self.model.table_size)
@@ -218,6 +225,8 @@ class EmulatedServoBus:
         world = World(time_step_s=1.0 / self.physics_hz, substeps=1, solver_iterations=10)
         robot = Robot(world, self.spec)
         robot.reset()
+        if self.randomization:
+            robot.randomize_dynamics(self.randomization)
         names = self.spec.joint_names
         motor_ids = robot.motor_ids
         cid, body = world.cid, robot.body
