@@ -22,11 +22,11 @@ from pathlib import Path
 import yaml
 
 
-def _variant_program(src: Path, out: Path, name: str, sampler: str, trials: int, wall_s: float | None,
+def _variant_program(src: str | Path, out: Path, name: str, sampler: str, trials: int, wall_s: float | None,
                      trial_steps: int | None = None) -> Path:
-    text = src.read_text()
-    front, prose = text.split("---", 2)[1:]
-    data = yaml.safe_load(front)
+    from simgate.autoresearch.program import resolve_program_path, split_front_matter
+
+    data, prose = split_front_matter(resolve_program_path(src))
     data["name"] = name
     data["proposer"] = {**data.get("proposer", {}), "sampler": sampler}
     data["budgets"]["max_trials"] = trials

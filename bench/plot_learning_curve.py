@@ -1,0 +1,62 @@
+"""Plot a training run's learning curve (selection success and mean return vs env steps, with
+wall time on a second axis) from its eval.csv, e.g. the PandaPush recipe:
+
+    simgate train --config docs/recipes/panda_push_sac_her.yaml --out runs/push
+    python bench/plot_learning_curve.py --run runs/push --out docs/push_learning_curve.png --target 0.9
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True, help="training run directory (has eval.csv)")
+    ap.add_argument("--out", type=Path, required=True, help="PNG to write")
+    ap.add_argument("--target", type=float, default=None, help="success rate to mark (e.g. 0.9)")
+    ap.add_argument("--title", default=None)
+    args = ap.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(int(r[0]), float(r[1]), float(r[2]), float(r[3])) for r in csv.reader((args.run / "eval.csv").open())]
+    if not rows:
+        raise SystemExit(f"{args.run / 'eval.csv'} has no evaluations yet")
+    steps, wall, success, ret = zip(*rows, strict=True)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, success, "o-", color="tab:blue", label="selection success (50 episodes)")
+    if args.target is not None:
+        ax.axhline(args.target, color="tab:green", ls="--", label=f"target {args.target:.0%}")
+        hit = [(s, w) for s, w, x in zip(steps, wall, success, strict=True) if x >= args.target]
+        if hit:
+            ax.axvline(hit[0][0], color="tab:green", ls=":")
+            ax.annotate(f"{hit[0][0]:,} steps\n{hit[0][1] / 60:.0f} min", (hit[0][0], args.target),
+                        textcoords="offset points", xytext=(5, -30))
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.02, 1.02)
+    top = ax.secondary_xaxis("top", functions=(lambda s: _interp(s, steps, wall) / 60, lambda m: m))
+    top.set_xlabel("wall time (min, this run's machine)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center right")
+    ax.set_title(args.title or f"learning curve: {args.run.name}")
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"{args.out}: {len(rows)} evaluations, last {steps[-1]:,} steps at {success[-1]:.0%} "
+          f"(best {max(success):.0%}), {wall[-1] / 60:.1f} min")
+
+
+def _interp(x, xs, ys):
+    import numpy as np
+
+    return np.interp(x, xs, ys)
+
+
+if __name__ == "__main__":
+    main()
