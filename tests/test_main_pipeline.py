@@ -71,7 +71,7 @@ def test_main_command_end_to_end_with_interruptions_and_resume(tmp_path):
     # Ctrl-C during the research, then during the gateway stage
     _interrupt_when(out, "1-2 research", delay_s=8.0)
     _check_consistent(out)
-    lines = _interrupt_when(out, "MCP agent", delay_s=1.0)
+    lines = _interrupt_when(out, "on the serial backend, emulated", delay_s=1.5)  # the agent is at work
     assert any("reusing" in ln for ln in lines) or any("promoted" in ln for ln in lines), "".join(lines)[-2000:]
     _check_consistent(out)
     records_before = len(Ledger(out / "research" / "ledger.jsonl").records())
