@@ -177,7 +177,7 @@ def resolve_program_path(path: str | Path) -> Path:
 # SIMGATE_SMOKE=1: every program's budgets shrink to a smoke run (CI, the README's commands);
 # the figures such a run prints say nothing about the recipe
 SMOKE_OVERRIDES: dict[str, Any] = {
-    "budgets": {"trial_env_steps": 1500, "trial_wall_s": 60, "total_wall_s": 30, "max_trials": 2},
+    "budgets": {"trial_env_steps": 1500, "trial_wall_s": 90, "total_wall_s": 120, "max_trials": 2},
     "acceptance": {"selection_episodes": 5, "fresh_episodes": 10, "reproduce_tolerance": 1.0},
     "promotion": {"holdout_episodes": 10, "min_holdout_success": 0.0, "min_robust_success": 0.0,
                   "max_safety_violations": 100000},

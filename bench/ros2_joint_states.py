@@ -90,7 +90,8 @@ def main() -> None:
             nominal_calibration(bus.spec, bus.ids).save(cal)
             ids = [bus.ids[n] for n in bus.spec.joint_names]
             with _process([*driver, "--params-file", str(params / "serial_driver.yaml"), "-p", f"rate_hz:={rate}",
-                           "-p", f"port:={bus.port}", "-p", f"calibration_file:={cal}", "-p", f"servo_ids:={ids}"]):
+                           "-p", f"port:={bus.port}", "-p", f"calibration_file:={cal}", "-p", f"servo_ids:={ids}",
+                           "-p", "latency_timer_ms:=4.0"]):
                 row["driver_serial_emulated"] = _receive(args.seconds)
         with _process(["-m", "simgate.hardware.ros2_fake_controller", "--rate-hz", str(rate)]):
             row["bare_rclpy"] = _receive(args.seconds)

@@ -94,13 +94,20 @@ class SdkBus:
         if error:
             raise BusError(f"{what}: servo error {self.packet.getRxPacketError(error)}")
 
-    def ping(self, servo_id: int) -> int:
-        try:
-            model, result, error = self.packet.ping(self.port, servo_id)
-        except Exception as exc:  # noqa: BLE001
-            raise BusError(f"ping servo {servo_id}: port error {exc}") from exc
-        self._check(result, error, f"ping servo {servo_id}")
-        return model
+    def ping(self, servo_id: int, retries: int = 2) -> int:
+        """The servo's model number; a lost or garbled reply is retried ``retries`` times."""
+        for attempt in range(retries + 1):
+            try:
+                model, result, error = self.packet.ping(self.port, servo_id)
+                self._check(result, error, f"ping servo {servo_id}")
+                return model
+            except Exception as exc:  # noqa: BLE001 - the SDKs raise IndexError etc. on short replies
+                if attempt == retries:
+                    if isinstance(exc, BusError):
+                        raise
+                    raise BusError(f"ping servo {servo_id}: port error {exc}") from exc
+                self.port.clearPort()
+        raise AssertionError("unreachable")
 
     def set_torque(self, servo_id: int, on: bool, retries: int = 2) -> None:
         """Write Torque_Enable and wait for the status reply (retried: a lost reply is not a fault)."""
