@@ -12,7 +12,7 @@ import time
 
 from simgate.errors import ConfigError
 from simgate.hardware.serial.calibration import Calibration, JointCalibration
-from simgate.hardware.serial.sdk_bus import SdkBus
+from simgate.hardware.serial.sdk_bus import BusError, SdkBus
 from simgate.sim.robot_spec import load_robot_spec
 
 
@@ -38,6 +38,17 @@ def calibrate_from_flags(robot: str, flags: list[str], id_map: dict[str, int] | 
     return cal
 
 
+def _read_retrying(bus, ids: list[int], tries: int = 3):
+    for attempt in range(tries):
+        try:
+            return bus.sync_read_present(ids)
+        except BusError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.01)
+    raise AssertionError("unreachable")
+
+
 def calibrate_interactive(port, protocol, robot, id_map, baud, sweep_s, prompt, echo) -> Calibration:
     spec = load_robot_spec(robot)
     ids = _ids(spec, id_map)
@@ -48,13 +59,16 @@ def calibrate_interactive(port, protocol, robot, id_map, baud, sweep_s, prompt, 
             bus.ping(ids[n])
             bus.set_torque(ids[n], False)
         prompt("Torque is off. Put the arm in its zero pose, then press Enter", default="", show_default=False)
-        zero = bus.sync_read_present([ids[n] for n in spec.joint_names])
+        zero = _read_retrying(bus, [ids[n] for n in spec.joint_names])
         echo(f"Now move every joint through its full range for {sweep_s:.0f} s ...")
         lo = {n: zero[ids[n]][0] for n in spec.joint_names}
         hi = dict(lo)
         t_end = time.monotonic() + sweep_s
         while time.monotonic() < t_end:
-            now = bus.sync_read_present([ids[n] for n in spec.joint_names])
+            try:  # a lost reply during the sweep costs one sample, not the calibration
+                now = bus.sync_read_present([ids[n] for n in spec.joint_names])
+            except BusError:
+                continue
             for n in spec.joint_names:
                 lo[n] = min(lo[n], now[ids[n]][0])
                 hi[n] = max(hi[n], now[ids[n]][0])
