@@ -17,6 +17,7 @@ Parameters: ``DRIVER_PARAMETERS`` (files in launch/params/).
 
 from __future__ import annotations
 
+import collections
 import sys
 import time
 
@@ -102,7 +103,7 @@ class DriverNode:
         self.traj: ActiveTrajectory | None = None
         self.last_cmd: list[float] | None = None
         self.counts = {"published": 0, "accepted": 0, "rejected": 0, "clipped": 0, "refused": 0}
-        self._pub_times: list[float] = []
+        self._pub_times: collections.deque[float] = collections.deque(maxlen=200)
         self._health = "starting"
 
         self.backend.connect()
@@ -145,6 +146,7 @@ class DriverNode:
         q, done = self.traj.sample(self.now_s())
         d = self.safety.check(q, None, st.positions, clip=True, stream=True)
         if not d.allowed:
+            self.counts["refused"] += 1
             self._abort(f"safety refused the trajectory sample: {d.reason}")
             return
         self.counts["clipped"] += int(d.clipped)
@@ -177,7 +179,7 @@ class DriverNode:
         msg.position, msg.velocity, msg.effort = ([float(x) for x in v] for v in (pos, vel, eff))
         self.pub_js.publish(msg)
         self.counts["published"] += 1
-        self._pub_times = [*self._pub_times[-200:], time.monotonic()]
+        self._pub_times.append(time.monotonic())
 
     def _abort(self, reason: str) -> None:
         if self.traj is not None:
