@@ -54,6 +54,15 @@ def test_ros2_joint_states_smoke(tmp_path):
         assert row[k]["rate_hz"] > 0 and row[k]["p50_ms"] > 0
 
 
+def test_learner_throughput_smoke(tmp_path):
+    res = _run(["bench/learner_throughput.py", "--grad-steps", "5", "--fill-steps", "300", "--max-s", "3",
+                "--devices", "cpu"], tmp_path)
+    assert {r["recipe"].split()[0] for r in res["rows"]} == {"simgate", "rl-zoo"}
+    assert all(r["grad_steps_per_s"] > 0 for r in res["rows"])
+    # the export check compares the SB3 policy with the torch-only export on 1,000 observations
+    assert len(res["export_checks"]) == 2 and all(c["max_abs_action_diff"] <= 1e-5 for c in res["export_checks"])
+
+
 def test_plot_learning_curve_smoke(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
