@@ -1,0 +1,5 @@
+"""``python -m simgate.cli`` = ``simgate``."""
+
+from simgate.cli import main
+
+main()
