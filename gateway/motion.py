@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from simgate.errors import ConfigError, SimgateError
-from simgate.hardware.ros2_backend import validate_trajectory
+from simgate.hardware.jtc import accept_command
 from simgate.hardware.types import TrajectoryCommand
 
 
@@ -72,26 +72,25 @@ class MotionManager:
 
     # ---- trajectories ------------------------------------------------------------------------
     def trajectory(self, who: str, traj: TrajectoryCommand) -> Run:
-        validate_trajectory(self.spec, traj)  # strictly increasing times, limits, zero final velocity
-        start = np.array(self.service.backend.read().positions)
-        times = [0.0] + [p.time_from_start_s for p in traj.points]
-        points = [start] + [np.array(p.positions) for p in traj.points]
+        """Follow ``traj`` from the current positions with the joint_trajectory_controller's rules
+        and interpolation (linear, cubic Hermite where velocities are given); every control tick
+        goes through the safety layer, whose step limit bounds the speed (clipped, not refused)."""
+        import math
+
+        start = self.service.backend.read().positions
+        active = accept_command(self.spec, traj, start, time.monotonic(), velocity_scale=math.inf)
         period = 1.0 / self.spec.control_rate_hz
 
         def go(run: Run) -> None:
-            t0 = time.monotonic()
             while not run.cancel.is_set():
-                t = time.monotonic() - t0
-                if t >= times[-1]:
-                    self.service.move(who, "trajectory", points[-1].tolist())
+                q, done = active.sample(time.monotonic())
+                self.service.move(who, "trajectory", q, clip=not done)
+                if done:
                     break
-                k = int(np.searchsorted(times, t, side="right")) - 1
-                a = (t - times[k]) / (times[k + 1] - times[k])
-                self.service.move(who, "trajectory", (points[k] + a * (points[k + 1] - points[k])).tolist(), clip=True)
                 time.sleep(period)
             run.result = {"final_positions": self.service.backend.read().positions}
 
-        return self._start(Run("trajectory", {"points": len(traj.points), "duration_s": times[-1]}), go)
+        return self._start(Run("trajectory", {"points": len(traj.points), "duration_s": float(active.times_s[-1])}), go)
 
     # ---- end-effector pose -------------------------------------------------------------------
     def solve_ik(self, position_m: list[float], iterations: int = 60) -> list[float]:

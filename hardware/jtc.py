@@ -1,5 +1,7 @@
 """joint_trajectory_controller semantics without ROS: validation and interpolation of a joint
-trajectory, used by simgate's ROS 2 driver node (and testable on its own).
+trajectory. One set of rules for every place a trajectory enters: simgate's ROS 2 driver node
+(``accept_trajectory`` on the decoded message), the gateway's trajectory and pose motions and the
+ROS 2 backend (``accept_command`` on a ``TrajectoryCommand``).
 
 Rules (those of ros2_control's JTC, plus simgate's limits):
   * joint names non-empty, no duplicates, all known; every arm joint present unless
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simgate.errors import ConfigError
+from simgate.hardware.types import TrajectoryCommand
 
 
 @dataclass(frozen=True)
@@ -137,3 +140,14 @@ def accept_trajectory(spec, joint_names: list[str], points: list[TrajPoint], cur
         raise ConfigError(f"segment to points[{k}]: joint {arm[j]!r} would need {speed[k, j]:.2f} rad/s "
                           f"> limit {vmax[j]:.2f} rad/s")
     return ActiveTrajectory(start_s=start, times_s=times, positions=pos, velocities=vel)
+
+
+def accept_command(spec, traj: TrajectoryCommand, current: list[float], now_s: float, *,
+                   velocity_scale: float = 1.0) -> ActiveTrajectory:
+    """``accept_trajectory`` for a ``TrajectoryCommand`` (every arm joint, spec order) starting
+    now from ``current`` (rad). ``velocity_scale=math.inf`` skips the segment-speed rule (the
+    gateway, whose safety layer bounds every control tick's step instead)."""
+    names = [j.name for j in spec.arm_joints]
+    points = [TrajPoint(list(p.positions), None if p.velocities is None else list(p.velocities), p.time_from_start_s)
+              for p in traj.points]
+    return accept_trajectory(spec, names, points, current, now_s, velocity_scale=velocity_scale)

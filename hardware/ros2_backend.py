@@ -16,6 +16,7 @@ import threading
 import time
 
 from simgate.errors import ConfigError, HardwareError
+from simgate.hardware.jtc import accept_command
 from simgate.hardware.types import (
     BackendBase,
     Capabilities,
@@ -26,28 +27,6 @@ from simgate.hardware.types import (
     TrajectoryPoint,
 )
 from simgate.sim.robot_spec import load_robot_spec
-
-
-def validate_trajectory(spec, traj: TrajectoryCommand) -> None:
-    """The joint_trajectory_controller's rules (plus limits), raising ConfigError naming the field."""
-    dof = spec.dof
-    prev = -1.0
-    for k, pt in enumerate(traj.points):
-        if len(pt.positions) != dof:
-            raise ConfigError(f"points[{k}].positions: expected {dof} values, got {len(pt.positions)}")
-        if not all(math.isfinite(x) for x in pt.positions):
-            raise ConfigError(f"points[{k}].positions: not finite")
-        if pt.time_from_start_s <= prev:
-            raise ConfigError(f"points[{k}].time_from_start_s: must be strictly increasing ({pt.time_from_start_s} after {prev})")
-        prev = pt.time_from_start_s
-        for j, x in zip(spec.arm_joints, pt.positions, strict=True):
-            if not j.lower <= x <= j.upper:
-                raise ConfigError(f"points[{k}].positions: joint {j.name!r} at {x:.4f} outside [{j.lower}, {j.upper}]")
-        if pt.velocities is not None and len(pt.velocities) != dof:
-            raise ConfigError(f"points[{k}].velocities: expected {dof} values")
-    last = traj.points[-1]
-    if last.velocities is not None and any(abs(v) > 1e-9 for v in last.velocities):
-        raise ConfigError("points[-1].velocities: must be zero at the end of a trajectory")
 
 
 class Ros2Backend(BackendBase):
@@ -161,7 +140,8 @@ class Ros2Backend(BackendBase):
         return JointCommand(positions=tgt)
 
     def write_trajectory(self, traj: TrajectoryCommand) -> TrajectoryCommand:
-        validate_trajectory(self.spec, traj)
+        # the controller's rules (and the driver's speed rule), checked here: the topic gives no feedback
+        accept_command(self.spec, traj, self.read().positions, time.monotonic())
         from builtin_interfaces.msg import Duration
         from trajectory_msgs.msg import JointTrajectoryPoint
 

@@ -1,6 +1,7 @@
 """Turn a policy reference into something the evaluation harness can run.
 
-``scripted`` | ``random`` | a training run directory | an SB3 ``.zip`` | a TorchScript ``.ts`` |
+``scripted`` | ``random`` | a training run directory | an SB3 ``.zip`` (a run's ``model.zip`` or a
+checkpoint ``checkpoints/latest.zip``) | a TorchScript ``.ts`` |
 a registry reference (hash, hash prefix or name).
 """
 
@@ -36,9 +37,11 @@ def policy_factory(ref: str, registry_dir: str | Path | None = None):
         from simgate.policies.export import SB3Policy
         from simgate.policies.train import load_trained
 
-        model, vn = load_trained(p.parent) if (p.parent / "config.yaml").exists() else (None, None)
-        if model is None:
-            raise SimgateError(f"{p}: an SB3 checkpoint needs the config.yaml of its run next to it")
+        # a run's model.zip, or a checkpoint (<run>/checkpoints/latest.zip) of a run still training
+        run_dir = next((d for d in (p.parent, p.parent.parent) if (d / "config.yaml").exists()), None)
+        if run_dir is None:
+            raise SimgateError(f"{p}: an SB3 checkpoint needs the config.yaml of its run (next to it or one folder up)")
+        model, vn = load_trained(run_dir, p)
         pol = SB3Policy(model, vn)
         return lambda env: pol
     from simgate.policies.registry import Registry

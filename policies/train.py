@@ -214,18 +214,22 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
     return run
 
 
-def load_trained(run_dir: str | Path):
-    """(SB3 model, VecNormalize or None) of a finished run directory."""
+def load_trained(run_dir: str | Path, model_file: str | Path | None = None):
+    """(SB3 model, VecNormalize or None) of a run directory: its final ``model.zip``, or
+    ``model_file`` (e.g. ``checkpoints/latest.zip`` of a run still training), with the
+    normalization statistics saved next to that file (else the run's)."""
     from stable_baselines3.common.vec_env import VecNormalize
 
     from simgate.sim.sb3 import make_sb3_vec
 
     run_dir = Path(run_dir)
+    model_file = Path(model_file) if model_file is not None else run_dir / "model.zip"
     cfg = RecipeConfig(**yaml.safe_load((run_dir / "config.yaml").read_text()))
     env = make_sb3_vec(cfg.env_id, 1, 1)  # HER models need an env to load
-    model = _algo_cls(cfg.algo).load(str(run_dir / "model.zip"), env=env, device="cpu")
+    model = _algo_cls(cfg.algo).load(str(model_file), env=env, device="cpu")
     vn = None
-    if (run_dir / "vecnormalize.pkl").exists():
-        vn = VecNormalize.load(str(run_dir / "vecnormalize.pkl"), env)
+    stats = next((f for f in (model_file.parent / "vecnormalize.pkl", run_dir / "vecnormalize.pkl") if f.exists()), None)
+    if stats is not None:
+        vn = VecNormalize.load(str(stats), env)
         vn.training = False
     return model, vn

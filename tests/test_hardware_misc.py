@@ -9,7 +9,7 @@ from hw_helpers import fake_ros2_controller, serial_rig, wait_for
 
 from simgate.errors import ConfigError, HardwareError
 from simgate.hardware.config import Ros2Config, SimConfig, make_backend
-from simgate.hardware.ros2_backend import validate_trajectory
+from simgate.hardware.jtc import accept_command
 from simgate.hardware.serial.calibration import Calibration
 from simgate.hardware.types import JointCommand, TrajectoryCommand, TrajectoryPoint
 from simgate.sim.robot_spec import load_robot_spec
@@ -37,16 +37,18 @@ def test_ros2_backend_goes_stale_when_the_node_dies_and_refuses_motion():
     "points, match",
     [
         ([(0.5, [0, 0, 0, 0, 0], None), (0.4, [0, 0, 0, 0, 0], None)], "strictly increasing"),
-        ([(0.5, [0, 0, 0, 0], None)], "expected 5"),
-        ([(0.5, [0, 0, 0, 0, 0], [0, 0, 0.1, 0, 0])], "zero at the end"),
+        ([(0.5, [0, 0, 0, 0], None)], "4 positions for 5 joints"),
+        ([(0.5, [0, 0, 0, 0, 0], [0, 0, 0.1, 0, 0])], "non-zero velocity at the last point"),
         ([(0.5, [0, 0, 5.0, 0, 0], None)], "elbow_flex"),
+        ([(0.05, [0, 0, 1.5, 0, 0], None)], "rad/s > limit"),
     ],
 )
-def test_trajectory_validation_matches_the_controller(points, match):
+def test_trajectory_command_validation_matches_the_controller(points, match):
+    """The gateway and the ROS 2 backend check a TrajectoryCommand with the driver's JTC rules."""
     spec = load_robot_spec("so101")
     traj = TrajectoryCommand(points=[TrajectoryPoint(positions=q, velocities=v, time_from_start_s=t) for t, q, v in points])
     with pytest.raises(ConfigError, match=match):
-        validate_trajectory(spec, traj)
+        accept_command(spec, traj, [0.0] * spec.dof, now_s=0.0)
 
 
 def test_calibrate_from_flags(tmp_path):

@@ -122,6 +122,15 @@ def test_sigint_then_resume_reaches_total_steps(tmp_path):
     saved = json.loads(state.read_text())["steps"]
     assert 500 <= saved < 3000 and (out / "checkpoints" / "latest.zip").exists()
     assert not (out / "policy.ts").exists()
+    # a checkpoint of a run still training evaluates on the named holdout seeds
+    ev = subprocess.run([sys.executable, "-m", "simgate.cli", "eval", "--policy", str(out / "checkpoints" / "latest.zip"),
+                         "--seed-set", "holdout", "--episodes", "3", "--json", str(tmp_path / "ev.json")],
+                        capture_output=True, text=True, timeout=120)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert json.loads((tmp_path / "ev.json").read_text())["seeds"] == "holdout (first 3)"
+    bad = subprocess.run([sys.executable, "-m", "simgate.cli", "eval", "--seed-set", "tuning", "--episodes", "1"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--seed-set must be one of" in bad.stderr
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     run = json.loads((out / "run.json").read_text())

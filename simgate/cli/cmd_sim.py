@@ -48,24 +48,28 @@ def _policy_factory(policy: str, env_id: str):
 
 @app.command("eval")
 def eval_cmd(
-    policy: str = typer.Option("scripted", help="scripted | random | run dir | model.zip | policy.ts | registry ref"),
+    policy: str = typer.Option("scripted", help="scripted | random | run dir | model.zip or checkpoints/latest.zip | policy.ts | registry ref"),
     env: str = typer.Option("simgate/PandaReach-v0", help="environment id (see `simgate envs`)"),
     episodes: int = typer.Option(100, min=1),
     seed: int = typer.Option(0, help="first seed; episode k uses seed + k"),
+    seed_set: str | None = typer.Option(None, help="selection | holdout: the harness's named seeds (overrides --seed)"),
     randomize: bool = typer.Option(False, "--randomize", help="domain randomization preset on"),
     json_out: Path | None = typer.Option(None, "--json", help="write the metrics here"),
 ) -> None:
     """Evaluate a policy over seeded episodes; print and optionally write the metrics as JSON."""
     from rich.progress import Progress
 
-    from simgate.policies.evaluation import evaluate
+    from simgate.policies.evaluation import SEED_SETS, evaluate, seeds_for
     from simgate.policies.resolve import policy_factory
 
+    if seed_set is not None and seed_set not in SEED_SETS:
+        raise SimgateError(f"--seed-set must be one of {sorted(SEED_SETS)}, got {seed_set!r}")
+    seeds = seeds_for(seed_set, episodes) if seed_set else [seed + k for k in range(episodes)]
     factory = policy_factory(policy)
     kwargs = {"randomization": "preset"} if randomize else {}
     with Progress(console=console, transient=True) as prog:
         task = prog.add_task(f"eval {policy} on {env}", total=episodes)
-        res = evaluate(factory, env, [seed + k for k in range(episodes)], kwargs,
+        res = evaluate(factory, env, seeds, kwargs,
                        progress=lambda done, total: prog.update(task, completed=done))
     out = {
         "env": env,
@@ -75,6 +79,7 @@ def eval_cmd(
         "mean_episode_length": res.mean_episode_length,
         "success_ci95": list(res.success_ci95),
         "policy": policy,
+        "seeds": f"{seed_set} (first {episodes})" if seed_set else f"{seed}..{seed + episodes - 1}",
         "randomization": "preset" if randomize else "off",
     }
     print(json.dumps(out, indent=2))
