@@ -2,7 +2,11 @@
 wall time on a second axis) from its eval.csv, e.g. the PandaPush recipe:
 
     simgate train --config docs/recipes/panda_push_sac_her.yaml --out runs/push
-    python bench/plot_learning_curve.py --run runs/push --out docs/push_learning_curve.png --target 0.9
+    simgate eval --policy runs/push/checkpoints/latest.zip --env simgate/PandaPush-v0 --seed-set holdout --episodes 200
+    python bench/plot_learning_curve.py --run runs/push --out docs/push_learning_curve.png --target 0.9 \
+        --holdout 250000:0.96:200
+
+``--holdout STEPS:RATE:EPISODES`` (repeatable) marks holdout evaluations of checkpoints.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="PNG to write")
     ap.add_argument("--target", type=float, default=None, help="success rate to mark (e.g. 0.9)")
     ap.add_argument("--title", default=None)
+    ap.add_argument("--holdout", action="append", default=[], metavar="STEPS:RATE:EPISODES",
+                    help="a holdout evaluation of a checkpoint to mark (repeatable)")
     args = ap.parse_args()
     import matplotlib
 
@@ -29,7 +35,7 @@ def main() -> None:
         raise SystemExit(f"{args.run / 'eval.csv'} has no evaluations yet")
     steps, wall, success, ret = zip(*rows, strict=True)
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, success, "o-", color="tab:blue", label="selection success (50 episodes)")
+    ax.plot(steps, success, "o-", color="tab:blue", ms=3, label="selection success (50 episodes)")
     if args.target is not None:
         ax.axhline(args.target, color="tab:green", ls="--", label=f"target {args.target:.0%}")
         hit = [(s, w) for s, w, x in zip(steps, wall, success, strict=True) if x >= args.target]
@@ -37,13 +43,19 @@ def main() -> None:
             ax.axvline(hit[0][0], color="tab:green", ls=":")
             ax.annotate(f"{hit[0][0]:,} steps\n{hit[0][1] / 60:.0f} min", (hit[0][0], args.target),
                         textcoords="offset points", xytext=(5, -30))
+    for k, spec in enumerate(args.holdout):
+        h_steps, h_rate, h_eps = spec.split(":")
+        ax.plot([int(h_steps)], [float(h_rate)], "*", ms=14, color="tab:red",
+                label=f"holdout ({h_eps} episodes)" if k == 0 else None)
+        ax.annotate(f"holdout {float(h_rate):.0%}", (int(h_steps), float(h_rate)), textcoords="offset points",
+                    xytext=(8, 4), color="tab:red")
     ax.set_xlabel("env steps")
     ax.set_ylabel("success rate")
     ax.set_ylim(-0.02, 1.02)
     top = ax.secondary_xaxis("top", functions=(lambda s: _interp(s, steps, wall) / 60, lambda m: m))
     top.set_xlabel("wall time (min, this run's machine)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="center right")
+    ax.legend(loc="lower right")
     ax.set_title(args.title or f"learning curve: {args.run.name}")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,10 @@ class RecipeConfig(BaseModel):
     gradient_steps: int = Field(1, ge=1, description="gradient steps per update (off-policy)")
     her_n_sampled_goal: int = Field(4, ge=0, description="0 = no HER")
     normalize_obs: bool = False
+    norm_obs_epsilon: float = Field(
+        1e-8, gt=0, description="variance floor of the observation normalization (SB3's epsilon): 1e-4 gives every "
+                                "input a scale of at least 0.01 (m, rad, m/s), so an input that never varies in "
+                                "training (Push's goal height) cannot blow up when randomization moves it")
     n_critics: int = Field(2, ge=1)
     # PPO
     n_steps: int = Field(512, ge=8)

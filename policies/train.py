@@ -81,7 +81,7 @@ def make_training_env(cfg: RecipeConfig):
     kwargs = {"randomization": cfg.randomization} if cfg.randomization else {}
     venv = make_sb3_vec(cfg.env_id, cfg.num_envs, cfg.num_workers, **kwargs)
     if cfg.normalize_obs:
-        venv = VecNormalize(venv, norm_obs=True, norm_reward=False, gamma=cfg.gamma)
+        venv = VecNormalize(venv, norm_obs=True, norm_reward=False, gamma=cfg.gamma, epsilon=cfg.norm_obs_epsilon)
     return venv
 
 
@@ -160,7 +160,9 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
                 vn = vecnorm
                 if vn is not None:
                     vn.training = False
-                res = evaluate(SB3Policy(self.model, vn), cfg.env_id, eval_seeds)
+                # under the run's own randomization: the selection score is of the task being trained
+                res = evaluate(SB3Policy(self.model, vn), cfg.env_id, eval_seeds,
+                               {"randomization": cfg.randomization} if cfg.randomization else None)
                 if vn is not None:
                     vn.training = True
                 wall = time.perf_counter() - t_start

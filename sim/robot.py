@@ -280,16 +280,27 @@ class Robot:
 
     def randomize_dynamics(self, dr: dict[str, float]) -> None:
         """Apply sampled randomization (``link_mass_scale``, ``joint_damping`` N*m*s/rad) to the
-        links, relative to the masses the robot was loaded with."""
+        links, relative to the masses and inertias the robot was loaded with.
+
+        Bullet recomputes a link's inertia from its collision shape when only its mass is
+        changed, which would alter the arm's dynamics even at scale 1; the URDF inertia is
+        scaled with the mass instead (a uniform density change)."""
         cid = self.world.cid
-        if not hasattr(self, "_nominal_masses"):
-            self._nominal_masses = [p.getDynamicsInfo(self.body, link, physicsClientId=cid)[0] for link in self.link_ids()]
+        if not hasattr(self, "_nominal_inertia"):
+            info = [p.getDynamicsInfo(self.body, link, physicsClientId=cid) for link in self.link_ids()]
+            self._nominal_inertia = [(i[0], tuple(i[2])) for i in info]  # (mass kg, inertia diagonal kg*m^2)
+            self._nominal_damping = {link: p.getJointInfo(self.body, link, physicsClientId=cid)[6]
+                                     for link in self.link_ids() if link >= 0}
         mass_scale, damping = dr.get("link_mass_scale", 1.0), dr.get("joint_damping")
-        for link, m0 in zip(self.link_ids(), self._nominal_masses, strict=True):
-            kw: dict[str, float] = {}
+        if mass_scale == getattr(self, "_mass_scale", 1.0) and damping is None and not getattr(self, "_damped", False):
+            return  # nothing to change (keeps the loaded dynamics bit for bit)
+        for link, (m0, inertia0) in zip(self.link_ids(), self._nominal_inertia, strict=True):
+            kw: dict = {}
             if m0 > 0:
                 kw["mass"] = m0 * mass_scale
-            if damping is not None and link >= 0:
-                kw["jointDamping"] = damping
+                kw["localInertiaDiagonal"] = [x * mass_scale for x in inertia0]
+            if link >= 0:
+                kw["jointDamping"] = damping if damping is not None else self._nominal_damping[link]
             if kw:
                 p.changeDynamics(self.body, link, physicsClientId=cid, **kw)
+        self._mass_scale, self._damped = mass_scale, damping is not None

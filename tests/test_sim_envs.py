@@ -110,6 +110,26 @@ def test_randomization_values_in_info_and_ranges_respected():
     off.close()
 
 
+def test_identity_randomization_changes_nothing():
+    """Randomization at scale 1 (masses, object size) and nominal friction reproduces the nominal
+    rollout exactly: Bullet must not recompute the links' inertia from their collision shapes."""
+    identity = {"link_mass_scale": [1.0, 1.0], "object_size_scale": [1.0, 1.0], "lateral_friction": [0.5, 0.5]}
+    rng = np.random.default_rng(3)
+    actions = rng.uniform(-1, 1, (40, 3)).astype(np.float32)
+    runs = []
+    for dr in (None, identity):
+        env = make("simgate/PandaPush-v0", randomization=dr)
+        env.reset(seed=11)
+        runs.append(np.array([env.step(a)[0]["observation"] for a in actions]))
+        env.close()
+    np.testing.assert_array_equal(runs[0], runs[1])
+    heavy = make("simgate/PandaPush-v0", randomization={"link_mass_scale": [1.2, 1.2]})
+    heavy.reset(seed=11)
+    moved = np.array([heavy.step(a)[0]["observation"] for a in actions])
+    heavy.close()
+    assert np.abs(moved[:, :3] - runs[0][:, :3]).max() > 1e-6  # and a real change does change the motion
+
+
 def test_action_latency_delays_motion():
     env = make("simgate/PandaReach-v0", randomization={"action_latency_steps": [2, 2]})
     obs, _ = env.reset(seed=0)
