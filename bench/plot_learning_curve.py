@@ -45,17 +45,15 @@ def main() -> None:
                         textcoords="offset points", xytext=(5, -30))
     for k, spec in enumerate(args.holdout):
         h_steps, h_rate, h_eps = spec.split(":")
-        ax.plot([int(h_steps)], [float(h_rate)], "*", ms=14, color="tab:red",
-                label=f"holdout ({h_eps} episodes)" if k == 0 else None)
-        ax.annotate(f"holdout {float(h_rate):.0%}", (int(h_steps), float(h_rate)), textcoords="offset points",
-                    xytext=(8, 4), color="tab:red")
+        ax.plot([int(h_steps)], [float(h_rate)], "*", ms=13, color=("tab:red", "tab:purple", "tab:orange")[k % 3],
+                label=f"holdout {float(h_rate):.1%} at {int(h_steps):,} steps ({h_eps} episodes)")
     ax.set_xlabel("env steps")
     ax.set_ylabel("success rate")
     ax.set_ylim(-0.02, 1.02)
     top = ax.secondary_xaxis("top", functions=(lambda s: _interp(s, steps, wall) / 60, lambda m: m))
     top.set_xlabel("wall time (min, this run's machine)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", fontsize=8)
     ax.set_title(args.title or f"learning curve: {args.run.name}")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
