@@ -18,7 +18,8 @@ from simgate.errors import ConfigError
 
 METRICS = {"success_rate": "maximize", "mean_return": "maximize"}  # what the harness produces
 PROTECTED = {"evaluation_harness", "holdout_seeds", "selection_seeds"}
-RECIPE_FIELDS_NOT_SEARCHABLE = {"env_id", "eval_every_steps", "eval_episodes", "checkpoint_every_steps", "device"}
+RECIPE_FIELDS_NOT_SEARCHABLE = {"env_id", "eval_every_steps", "eval_episodes", "checkpoint_every_steps", "device",
+                                "init_from"}
 
 
 class _Strict(BaseModel):

@@ -54,6 +54,8 @@ class RecipeConfig(BaseModel):
     eval_episodes: int = Field(20, ge=1)
     stop_at_success: float | None = Field(None, gt=0, le=1, description="stop early at this selection success")
     checkpoint_every_steps: int = Field(5000, ge=1)
+    init_from: str | None = Field(None, description="fine-tune: start from this run's latest checkpoint (weights, "
+                                                   "replay buffer, normalization); steps continue from its count")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int = Field(1, ge=1)
 

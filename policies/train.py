@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from simgate.errors import ConfigError
 from simgate.policies.evaluation import evaluate, seeds_for
 from simgate.policies.export import SB3Policy, export_torchscript
 from simgate.policies.provenance import code_version, library_versions
@@ -103,6 +104,27 @@ def build_model(cfg: RecipeConfig, venv, device: str, tb_dir: str | None):
     return cls("MultiInputPolicy", venv, **kw, **common)
 
 
+def _init_dir(run: Path) -> Path:
+    """The folder holding a run's latest.zip (+ replay buffer, normalization) to start from."""
+    for d in (run / "checkpoints", run):
+        if (d / "latest.zip").exists():
+            return d
+    raise ConfigError(f"init_from: no checkpoints/latest.zip in {run}")
+
+
+def _load_checkpoint(cfg: RecipeConfig, ck: Path, venv, device: str):
+    """Model (+ replay buffer, + VecNormalize statistics into ``venv``) from a checkpoint folder."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    model = _algo_cls(cfg.algo).load(str(ck / "latest.zip"), env=venv, device=device)
+    if (ck / "replay_buffer.pkl").exists() and hasattr(model, "load_replay_buffer"):
+        model.load_replay_buffer(str(ck / "replay_buffer.pkl"))
+    if isinstance(venv, VecNormalize) and (ck / "vecnormalize.pkl").exists():
+        loaded = VecNormalize.load(str(ck / "vecnormalize.pkl"), venv.venv)
+        venv.obs_rms, venv.ret_rms = loaded.obs_rms, loaded.ret_rms
+    return model
+
+
 def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max_wall_s: float | None = None,
           on_eval=None) -> dict:
     """Train (or resume) into ``out_dir``. Returns run.json's content.
@@ -125,12 +147,11 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
     resumed = (ck / "latest.zip").exists()
     state = json.loads((ck / "state.json").read_text()) if (ck / "state.json").exists() else {"evals": [], "wall_s": 0.0}
     if resumed:
-        model = _algo_cls(cfg.algo).load(str(ck / "latest.zip"), env=venv, device=device)
-        if (ck / "replay_buffer.pkl").exists() and hasattr(model, "load_replay_buffer"):
-            model.load_replay_buffer(str(ck / "replay_buffer.pkl"))
-        if isinstance(venv, VecNormalize) and (ck / "vecnormalize.pkl").exists():
-            loaded = VecNormalize.load(str(ck / "vecnormalize.pkl"), venv.venv)
-            venv.obs_rms, venv.ret_rms = loaded.obs_rms, loaded.ret_rms
+        model = _load_checkpoint(cfg, ck, venv, device)
+    elif cfg.init_from is not None:  # fine-tune: weights, replay buffer and normalization of another run
+        model = _load_checkpoint(cfg, _init_dir(Path(cfg.init_from)), venv, device)
+        model.tensorboard_log = str(out / "tb")
+        state["init_from"] = {"run": str(cfg.init_from), "steps": int(model.num_timesteps)}
     else:
         model = build_model(cfg, venv, device, str(out / "tb"))
     vecnorm = venv if isinstance(venv, VecNormalize) else None
@@ -191,11 +212,12 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
                 raise FloatingPointError(f"non-finite reward at step {n}")
             return True
 
+    continuing = resumed or cfg.init_from is not None
     remaining = max(0, cfg.total_steps - int(model.num_timesteps))
     try:
         with interrupt:
             if remaining:
-                model.learn(remaining, callback=Hooks(), reset_num_timesteps=not resumed,
+                model.learn(remaining, callback=Hooks(), reset_num_timesteps=not continuing,
                             progress_bar=progress_bar, tb_log_name="run")
     finally:
         save_checkpoint()
@@ -203,7 +225,8 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
     run = {
         "status": status["value"], "env_id": cfg.env_id, "algo": cfg.algo, "device": device,
         "steps": int(model.num_timesteps), "wall_s": round(time.perf_counter() - t_start, 2),
-        "resumed": resumed, "evals": state["evals"], "code": code_version(), "libraries": library_versions(),
+        "resumed": resumed, "init_from": state.get("init_from"), "evals": state["evals"],
+        "code": code_version(), "libraries": library_versions(),
     }
     if status["value"] != "interrupted":
         model.save(str(out / "model.zip"))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from simgate.errors import ConfigError
 from simgate.policies.evaluation import evaluate, seeds_for
 from simgate.policies.export import SB3Policy, TorchPolicy
 from simgate.policies.recipes import default_recipe, load_recipe
@@ -137,9 +138,26 @@ def test_sigint_then_resume_reaches_total_steps(tmp_path):
     assert run["resumed"] and run["steps"] == 3000 and (out / "policy.ts").exists()
 
 
-def test_bad_recipe_is_named(tmp_path):
-    from simgate.errors import ConfigError
+def test_fine_tune_from_another_run_under_randomization(tmp_path):
+    base = default_recipe("simgate/PandaPush-v0", total_steps=300, learning_starts=100, eval_every_steps=10_000,
+                          checkpoint_every_steps=10_000, batch_size=32, net_arch=[32, 32], normalize_obs=True)
+    train(base, tmp_path / "a", progress_bar=False)
+    tuned = base.model_copy(update={"init_from": str(tmp_path / "a"), "total_steps": 500, "randomization": "preset",
+                                    "norm_obs_epsilon": 1e-4, "eval_every_steps": 100, "eval_episodes": 2})
+    run = train(tuned, tmp_path / "b", progress_bar=False)
+    assert run["init_from"] == {"run": str(tmp_path / "a"), "steps": 300}
+    assert run["status"] == "completed" and run["steps"] == 500 and not run["resumed"]
+    assert [e["steps"] for e in run["evals"]] == [400, 500]  # the step count continues from the source run
+    model, vn = load_trained(tmp_path / "b")
+    src, _ = load_trained(tmp_path / "a")
+    model.load_replay_buffer(str(tmp_path / "b" / "checkpoints" / "replay_buffer.pkl"))
+    assert vn.epsilon == 1e-4 and model.replay_buffer.size() == 500  # its transitions were kept and added to
+    assert not np.allclose(model.policy.actor.mu.weight.detach().numpy(), src.policy.actor.mu.weight.detach().numpy())
+    with pytest.raises(ConfigError, match="init_from"):
+        train(tuned.model_copy(update={"init_from": str(tmp_path / "nowhere")}), tmp_path / "c", progress_bar=False)
 
+
+def test_bad_recipe_is_named(tmp_path):
     bad = tmp_path / "r.yaml"
     bad.write_text("learning_rate: -1\nbatch_sise: 3\n")
     with pytest.raises(ConfigError, match="learning_rate") as e:
