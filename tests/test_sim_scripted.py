@@ -48,7 +48,8 @@ def test_cli_eval_writes_json(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
-    assert set(data) >= {"env", "episodes", "success_rate", "mean_return", "mean_episode_length"}
+    assert set(data) >= {"env", "episodes", "success_rate", "mean_return", "mean_episode_length", "joint_limit_hits",
+                         "commands_clipped", "self_collision_steps", "success_ci95"}
     assert data["episodes"] == 5 and data["success_rate"] == 1.0 and data["mean_episode_length"] == 50
 
 

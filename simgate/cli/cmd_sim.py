@@ -71,17 +71,9 @@ def eval_cmd(
         task = prog.add_task(f"eval {policy} on {env}", total=episodes)
         res = evaluate(factory, env, seeds, kwargs,
                        progress=lambda done, total: prog.update(task, completed=done))
-    out = {
-        "env": env,
-        "episodes": res.episodes,
-        "success_rate": res.success_rate,
-        "mean_return": res.mean_return,
-        "mean_episode_length": res.mean_episode_length,
-        "success_ci95": list(res.success_ci95),
-        "policy": policy,
-        "seeds": f"{seed_set} (first {episodes})" if seed_set else f"{seed}..{seed + episodes - 1}",
-        "randomization": "preset" if randomize else "off",
-    }
+    out = {k: v for k, v in res.summary().items() if k != "seeds"}  # metrics + safety counters
+    out.update(policy=policy, randomization="preset" if randomize else "off",
+               seeds=f"{seed_set} (first {episodes})" if seed_set else f"{seed}..{seed + episodes - 1}")
     print(json.dumps(out, indent=2))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
