@@ -60,6 +60,45 @@ class _Interrupt:
         signal.signal(signal.SIGINT, self._old)
 
 
+class _Progress:
+    """Rich progress in absolute env steps (a resumed or fine-tuned run shows where it stands
+    in the whole budget), with the rate and the last selection success; fits 80 columns."""
+
+    def __init__(self, total: int, start: int, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=10), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]} {task.fields[success]}"), TimeRemainingColumn(),
+                                 console=Console(stderr=True))
+        self.task = self.progress.add_task(label, total=total, completed=start, rate="", success="")
+        self._last = (time.perf_counter(), start)
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def update(self, steps: int, success: float | None = None) -> None:
+        now = time.perf_counter()
+        t0, s0 = self._last
+        fields = {}
+        if now - t0 >= 2.0:
+            fields["rate"] = f"{(steps - s0) / (now - t0):.0f} steps/s"
+            self._last = (now, steps)
+        if success is not None:
+            fields["success"] = f"selection {success:.0%}"
+        self.progress.update(self.task, completed=steps, **fields)
+
+
 def _algo_cls(algo: str):
     if algo == "sac":
         from stable_baselines3 import SAC
@@ -192,12 +231,16 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
                 with open(out / "eval.csv", "a") as f:
                     f.write(f"{n},{wall:.2f},{res.success_rate:.4f},{res.mean_return:.4f}\n")
                 self.logger.record("eval/selection_success", res.success_rate)
+                if bar is not None:
+                    bar.update(int(n), res.success_rate)
                 if cfg.stop_at_success is not None and res.success_rate >= cfg.stop_at_success:
                     status["value"] = "solved"
                     return False
                 if on_eval is not None and on_eval(int(n), res.success_rate):
                     status["value"] = "pruned"
                     return False
+            if bar is not None and n % 100 < cfg.num_envs:
+                bar.update(int(n))
             if n % cfg.checkpoint_every_steps < cfg.num_envs:
                 save_checkpoint()
             # stop on a rollout boundary (train_freq x envs) so a resumed run lands on total_steps exactly
@@ -214,11 +257,14 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
 
     continuing = resumed or cfg.init_from is not None
     remaining = max(0, cfg.total_steps - int(model.num_timesteps))
+    from contextlib import nullcontext
+
+    label = cfg.env_id.split("/")[-1]
+    bar = _Progress(cfg.total_steps, int(model.num_timesteps), label) if progress_bar else None
     try:
-        with interrupt:
+        with interrupt, bar or nullcontext():
             if remaining:
-                model.learn(remaining, callback=Hooks(), reset_num_timesteps=not continuing,
-                            progress_bar=progress_bar, tb_log_name="run")
+                model.learn(remaining, callback=Hooks(), reset_num_timesteps=not continuing, tb_log_name="run")
     finally:
         save_checkpoint()
         venv.close()
