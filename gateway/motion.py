@@ -5,6 +5,7 @@ Each runs in its own thread at the backend's control rate and sends every step t
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -75,8 +76,6 @@ class MotionManager:
         """Follow ``traj`` from the current positions with the joint_trajectory_controller's rules
         and interpolation (linear, cubic Hermite where velocities are given); every control tick
         goes through the safety layer, whose step limit bounds the speed (clipped, not refused)."""
-        import math
-
         start = self.service.backend.read().positions
         active = accept_command(self.spec, traj, start, time.monotonic(), velocity_scale=math.inf)
         period = 1.0 / self.spec.control_rate_hz

@@ -132,9 +132,10 @@ class Ros2Backend(BackendBase):
         tgt = list(command.positions)
         if len(tgt) != self.spec.dof:
             raise ConfigError(f"positions: expected {self.spec.dof} values (joints {self.arm})")
-        # time to get there at the joints' velocity limits
+        # time to get there at 95 % of the joints' velocity limits (the margin covers the arm moving
+        # between this reading and the one write_trajectory checks the speed against)
         dur = max(self.config.min_move_time_s,
-                  max(abs(t - c) / j.velocity for t, c, j in zip(tgt, cur, self.spec.arm_joints, strict=True)))
+                  max(abs(t - c) / (0.95 * j.velocity) for t, c, j in zip(tgt, cur, self.spec.arm_joints, strict=True)))
         traj = TrajectoryCommand(points=[TrajectoryPoint(positions=tgt, velocities=[0.0] * len(tgt), time_from_start_s=dur)])
         self.write_trajectory(traj)
         return JointCommand(positions=tgt)
