@@ -69,6 +69,7 @@ def test_plot_learning_curve_smoke(tmp_path):
     (run / "eval.csv").write_text("10000,100.0,0.20,-40.0\n20000,210.0,0.55,-30.0\n30000,330.0,0.92,-12.0\n")
     out = tmp_path / "curve.png"
     proc = subprocess.run([sys.executable, "bench/plot_learning_curve.py", "--run", str(run), "--out", str(out),
-                           "--target", "0.9", "--holdout", "30000:0.95:200"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                           "--target", "0.9", "--holdout", "30000:0.95:200", "--holdout", "30000:0.7:200:randomized",
+                           "--vline", "20000:randomization on"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.stat().st_size > 10_000 and "best 92%" in proc.stdout
