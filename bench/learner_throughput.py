@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 PUSH_OBS, GOAL, ACT, EPISODE_STEPS, THRESHOLD_M = 18, 3, 3, 50, 0.05
 RECIPE = Path(__file__).resolve().parents[1] / "docs" / "recipes" / "panda_push_sac_her.yaml"

@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +213,7 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
         _atomic(ck / "state.json", lambda p: p.write_text(json.dumps(state, indent=2)))
 
     interrupt = _Interrupt()
+    bar = _Progress(cfg.total_steps, int(model.num_timesteps), cfg.env_id.split("/")[-1]) if progress_bar else None
 
     class Hooks(BaseCallback):
         def _on_step(self) -> bool:
@@ -257,10 +259,6 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
 
     continuing = resumed or cfg.init_from is not None
     remaining = max(0, cfg.total_steps - int(model.num_timesteps))
-    from contextlib import nullcontext
-
-    label = cfg.env_id.split("/")[-1]
-    bar = _Progress(cfg.total_steps, int(model.num_timesteps), label) if progress_bar else None
     try:
         with interrupt, bar or nullcontext():
             if remaining:

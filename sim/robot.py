@@ -286,21 +286,19 @@ class Robot:
         changed, which would alter the arm's dynamics even at scale 1; the URDF inertia is
         scaled with the mass instead (a uniform density change)."""
         cid = self.world.cid
-        if not hasattr(self, "_nominal_inertia"):
-            info = [p.getDynamicsInfo(self.body, link, physicsClientId=cid) for link in self.link_ids()]
-            self._nominal_inertia = [(i[0], tuple(i[2])) for i in info]  # (mass kg, inertia diagonal kg*m^2)
-            self._nominal_damping = {link: p.getJointInfo(self.body, link, physicsClientId=cid)[6]
-                                     for link in self.link_ids() if link >= 0}
+        if not hasattr(self, "_nominal_dynamics"):  # link -> (mass kg, inertia diagonal kg*m^2, damping)
+            self._nominal_dynamics = {}
+            for link in self.link_ids():
+                info = p.getDynamicsInfo(self.body, link, physicsClientId=cid)
+                damp = p.getJointInfo(self.body, link, physicsClientId=cid)[6] if link >= 0 else None
+                self._nominal_dynamics[link] = (info[0], tuple(info[2]), damp)
         mass_scale, damping = dr.get("link_mass_scale", 1.0), dr.get("joint_damping")
-        if mass_scale == getattr(self, "_mass_scale", 1.0) and damping is None and not getattr(self, "_damped", False):
-            return  # nothing to change (keeps the loaded dynamics bit for bit)
-        for link, (m0, inertia0) in zip(self.link_ids(), self._nominal_inertia, strict=True):
+        for link, (m0, inertia0, damping0) in self._nominal_dynamics.items():
             kw: dict = {}
             if m0 > 0:
                 kw["mass"] = m0 * mass_scale
                 kw["localInertiaDiagonal"] = [x * mass_scale for x in inertia0]
             if link >= 0:
-                kw["jointDamping"] = damping if damping is not None else self._nominal_damping[link]
+                kw["jointDamping"] = damping if damping is not None else damping0
             if kw:
                 p.changeDynamics(self.body, link, physicsClientId=cid, **kw)
-        self._mass_scale, self._damped = mass_scale, damping is not None

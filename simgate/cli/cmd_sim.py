@@ -34,18 +34,6 @@ def robots() -> None:
         print(f"{name}\t{spec.dof} DoF + {grip}\ttasks: {', '.join(spec.tasks)}")
 
 
-def _policy_factory(policy: str, env_id: str):
-    if policy == "scripted":
-        from simgate.sim.scripted import scripted_policy_for
-
-        return scripted_policy_for
-    if policy == "random":
-        from simgate.policies.base import RandomPolicy
-
-        return lambda env: RandomPolicy(env.action_space.shape[0], seed=0)
-    raise SimgateError(f"unknown policy {policy!r}; choose 'scripted' or 'random'")
-
-
 @app.command("eval")
 def eval_cmd(
     policy: str = typer.Option("scripted", help="scripted | random | run dir | model.zip or checkpoints/latest.zip | policy.ts | registry ref"),
@@ -83,15 +71,16 @@ def eval_cmd(
 @sim_app.command("video")
 def sim_video(
     env_id: str = typer.Argument(..., help="environment id"),
-    policy: str = typer.Option("scripted", help="random | scripted"),
+    policy: str = typer.Option("scripted", help="scripted | random | run dir | model.zip | policy.ts | registry ref"),
     out: Path = typer.Option(Path("rollout.mp4"), help="output .mp4 (or .gif)"),
     episodes: int = typer.Option(1, min=1),
     seed: int = typer.Option(0),
     size: str = typer.Option("480x360", help="WIDTHxHEIGHT"),
 ) -> None:
     """Render episodes offscreen and write a video."""
+    from simgate.policies.resolve import policy_factory
     from simgate.sim.video import record_video
 
     w, h = (int(x) for x in size.lower().split("x"))
-    frames = record_video(env_id, _policy_factory(policy, env_id), out, episodes=episodes, seed=seed, size=(w, h))
+    frames = record_video(env_id, policy_factory(policy), out, episodes=episodes, seed=seed, size=(w, h))
     console.print(f"wrote {out} ({frames} frames)")
