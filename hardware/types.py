@@ -60,6 +60,9 @@ class JointCommand(BaseModel):
 
     positions: list[float] | None = None
     gripper: float | None = Field(None, ge=0.0, le=1.0)
+    max_velocity_rad_s: list[float] | None = Field(
+        None, description="per arm joint speed limit for reaching ``positions`` (rad/s); backends whose actuators "
+                          "take one (servo Goal_Velocity / Profile_Velocity) apply it, None = the backend's default")
 
 
 class TrajectoryPoint(BaseModel):
