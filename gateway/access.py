@@ -36,9 +36,21 @@ class TokenStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._cache: tuple[tuple, dict] | None = None
 
     def _load(self) -> dict:
-        return json.loads(self.path.read_text()) if self.path.exists() else {}
+        """The file's content, re-read whenever it changed (a revocation takes effect at the next request)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        cached = self._cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        data = json.loads(self.path.read_text())
+        self._cache = (key, data)
+        return data
 
     def _save(self, data: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

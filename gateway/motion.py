@@ -1,11 +1,12 @@
-"""Motions that take time: joint trajectories, end-effector poses (IK) and promoted-policy runs.
-Each runs in its own thread at the backend's control rate and sends every step through
-``ArmService.move`` (so through the safety layer); ``cancel`` or stop/e-stop ends it.
+"""Runs: motions that take time. A checked ``MotionPlan`` is followed in its own thread at the
+control rate (every sample still passes ``SafetyLayer.check`` as a backstop) or, on a backend that
+takes whole trajectories (ROS 2), sent as one multi-point trajectory and watched. Promoted-policy
+runs check each step as it comes. ``cancel``, stop and e-stop end a run; a refused sample ends it
+with the arm held.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import uuid
@@ -14,8 +15,6 @@ from typing import Any
 import numpy as np
 
 from simgate.errors import ConfigError, SimgateError
-from simgate.hardware.jtc import accept_command
-from simgate.hardware.types import TrajectoryCommand
 
 
 class Run:
@@ -47,6 +46,8 @@ class MotionManager:
                 self._active.cancel.set()
             self._active = run
             self.runs[run.id] = run
+            while len(self.runs) > 1000:  # bounded history
+                self.runs.pop(next(iter(self.runs)))
         threading.Thread(target=self._wrap, args=(run, target), daemon=True, name=f"simgate-run-{run.id}").start()
         return run
 
@@ -57,39 +58,70 @@ class MotionManager:
                 run.status = "cancelled" if run.cancel.is_set() else "done"
         except SimgateError as exc:
             run.status, run.result["error"] = "refused", str(exc)
+            self._hold_after(run, str(exc))
         except Exception as exc:  # noqa: BLE001 - reported through the run's status
             run.status, run.result["error"] = "failed", f"{type(exc).__name__}: {exc}"
+            self._hold_after(run, run.result["error"])
+
+    def _hold_after(self, run: Run, reason: str) -> None:
+        try:
+            self.service.hold()
+        except SimgateError:
+            pass
+        self.service.audit.record(run.detail.get("who", "?"), "run", "run_ended", {"run": run.id}, run.status,
+                                  reason=reason)
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         run = self.runs.get(run_id)
         if run is None:
-            raise ConfigError(f"no run {run_id!r}")
+            raise LookupError(f"no run {run_id!r}")
         run.cancel.set()
         return run.view()
 
     def cancel_all(self) -> None:
-        for r in self.runs.values():
+        for r in list(self.runs.values()):
             r.cancel.set()
 
-    # ---- trajectories ------------------------------------------------------------------------
-    def trajectory(self, who: str, traj: TrajectoryCommand) -> Run:
-        """Follow ``traj`` from the current positions with the joint_trajectory_controller's rules
-        and interpolation (linear, cubic Hermite where velocities are given); every control tick
-        goes through the safety layer, whose step limit bounds the speed (clipped, not refused)."""
-        start = self.service.backend.read().positions
-        active = accept_command(self.spec, traj, start, time.monotonic(), velocity_scale=math.inf)
-        period = 1.0 / self.spec.control_rate_hz
+    # ---- checked plans -----------------------------------------------------------------------
+    def follow(self, who: str, via: str, kind: str, plan, detail: dict) -> Run:
+        run = Run(kind, {**detail, "via": via, "duration_s": round(plan.duration_s, 4)})
+        backend = self.service.backend
+        target = self._send_whole if hasattr(backend, "write_trajectory") else self._stream
+        return self._start(run, lambda r: target(r, plan))
 
-        def go(run: Run) -> None:
-            while not run.cancel.is_set():
-                q, done = active.sample(time.monotonic())
-                self.service.move(who, "trajectory", q, clip=not done)
-                if done:
-                    break
-                time.sleep(period)
-            run.result = {"final_positions": self.service.backend.read().positions}
+    def _stream(self, run: Run, plan) -> None:
+        t0 = time.monotonic()
+        period = plan.period_s
+        k = 0
+        while not run.cancel.is_set():
+            k += 1
+            q, done = plan.sample(k * period)
+            self.service.send_sample(q, clip=False)
+            if done:
+                break
+            time.sleep(max(0.0, t0 + k * period - time.monotonic()))
+        run.result = {"final_positions": self.service.backend.read().positions}
 
-        return self._start(Run("trajectory", {"points": len(traj.points), "duration_s": float(active.times_s[-1])}), go)
+    def _send_whole(self, run: Run, plan) -> None:
+        """One multi-point trajectory for a backend whose controller interpolates (ROS 2)."""
+        from simgate.hardware.types import TrajectoryCommand, TrajectoryPoint
+
+        period = plan.period_s
+        pts = [TrajectoryPoint(positions=q.tolist(), time_from_start_s=(k + 1) * period)
+               for k, q in enumerate(plan.positions[1:])]
+        pts[-1] = pts[-1].model_copy(update={"velocities": [0.0] * self.spec.dof})
+        with self.service._lock:
+            self.service.backend.write_trajectory(TrajectoryCommand(points=pts))
+        self.service.sent_commands += 1
+        end = time.monotonic() + plan.duration_s
+        while time.monotonic() < end:
+            if run.cancel.wait(0.02):
+                self.service.hold()
+                break
+            if self.service.backend.health().status != "ok" or self.service.safety.estopped:
+                raise SimgateError(f"motion aborted: backend is {self.service.backend.health().status}"
+                                   if not self.service.safety.estopped else "motion aborted: e-stop")
+        run.result = {"final_positions": self.service.backend.read().positions}
 
     # ---- end-effector pose -------------------------------------------------------------------
     def solve_ik(self, position_m: list[float], iterations: int = 60) -> list[float]:
@@ -99,55 +131,47 @@ class MotionManager:
             raise ConfigError(f"position_m {list(position_m)} is not reachable (closest {err:.3f} m away)")
         return q.tolist()
 
-    def pose(self, who: str, position_m: list[float], duration_s: float = 1.0) -> Run:
-        from simgate.hardware.types import TrajectoryPoint
-
-        q = self.solve_ik(position_m)
-        return self.trajectory(who, TrajectoryCommand(points=[TrajectoryPoint(positions=q, time_from_start_s=duration_s)]))
-
     # ---- promoted policies -------------------------------------------------------------------
-    def run_policy(self, who: str, ref: str, goal_m: list[float], max_steps: int = 100, tolerance_m: float | None = None) -> Run:
+    def run_policy(self, who: str, via: str, ref: str, goal_m: list[float], max_steps: int = 100,
+                   tolerance_m: float | None = None) -> Run:
         from simgate.policies.registry import Registry
 
+        if len(goal_m) != 3 or not all(np.isfinite(goal_m)):
+            raise ConfigError("goal_m: expected 3 finite coordinates (m)")
         policy, meta = Registry(self.registry_dir).load(ref)
         if meta.get("robot") != self.spec.name:
             raise ConfigError(f"policy {ref!r} was trained for robot {meta.get('robot')!r}, this arm is {self.spec.name!r}")
         if meta.get("control") != "ee":
             raise ConfigError(f"policy {ref!r} uses {meta.get('control')!r} control; the gateway runs 'ee' policies")
-        if len(goal_m) != 3 or not all(np.isfinite(goal_m)):
-            raise ConfigError("goal: expected 3 finite coordinates (m)")
         obs_dim = meta["observation_space"]["observation"][0]
         tol = tolerance_m or 0.05
+        run = Run("policy", {"policy": meta.get("id", ref), "goal_m": list(goal_m), "max_steps": max_steps,
+                             "who": who, "via": via})
+        return self._start(run, lambda r: self._policy_loop(r, policy, obs_dim, np.asarray(goal_m, float), max_steps, tol))
+
+    def _policy_loop(self, run: Run, policy, obs_dim: int, goal: np.ndarray, max_steps: int, tol: float) -> None:
         period = 1.0 / self.spec.control_rate_hz
         kin = self.service.safety.kin
-
-        def go(run: Run) -> None:
-            policy.reset()
-            prev = None
-            reached = False
-            steps = 0
-            for steps in range(1, max_steps + 1):  # noqa: B007
-                if run.cancel.is_set():
-                    break
-                q = self.service.backend.read().positions
-                ee = kin.tcp(q)
-                vel = np.zeros(3) if prev is None else (ee - prev) / period
-                prev = ee
-                obs_vec = np.concatenate([ee, vel])[:obs_dim]
-                obs = {"observation": obs_vec.astype(np.float32), "achieved_goal": ee.astype(np.float32),
-                       "desired_goal": np.asarray(goal_m, dtype=np.float32)}
-                if np.linalg.norm(ee - np.asarray(goal_m)) < tol:
-                    reached = True
-                    break
-                action = np.clip(np.asarray(policy.act(obs), dtype=float).reshape(-1), -1.0, 1.0)
-                target_tcp = ee + action[:3] * 0.05
-                target_tcp[2] = max(target_tcp[2], 0.0)
-                q_next, _ = kin.ik(q, target_tcp)
-                self.service.move(who, f"policy:{ref}", q_next.tolist(), clip=True)
-                time.sleep(period)
-            final = kin.tcp(self.service.backend.read().positions)
-            dist = float(np.linalg.norm(final - np.asarray(goal_m)))
-            run.result = {"reached": reached or dist < tol, "distance_m": dist, "steps": steps,
-                          "final_tcp_m": final.tolist()}
-
-        return self._start(Run("policy", {"policy": meta.get("id", ref), "goal_m": list(goal_m), "max_steps": max_steps}), go)
+        policy.reset()
+        prev, reached, steps = None, False, 0
+        for steps in range(1, max_steps + 1):  # noqa: B007
+            if run.cancel.is_set():
+                break
+            q = self.service.backend.read().positions
+            ee = kin.tcp(q)
+            vel = np.zeros(3) if prev is None else (ee - prev) / period
+            prev = ee
+            obs = {"observation": np.concatenate([ee, vel])[:obs_dim].astype(np.float32),
+                   "achieved_goal": ee.astype(np.float32), "desired_goal": goal.astype(np.float32)}
+            if np.linalg.norm(ee - goal) < tol:
+                reached = True
+                break
+            action = np.clip(np.asarray(policy.act(obs), dtype=float).reshape(-1), -1.0, 1.0)
+            target_tcp = ee + action[:3] * 0.05
+            target_tcp[2] = max(target_tcp[2], 0.0)
+            q_next, _ = kin.ik(q, target_tcp)
+            self.service.send_sample(q_next.tolist(), clip=True)  # speed clipped, limits/box refused
+            time.sleep(period)
+        final = kin.tcp(self.service.backend.read().positions)
+        dist = float(np.linalg.norm(final - goal))
+        run.result = {"reached": reached or dist < tol, "distance_m": dist, "steps": steps, "final_tcp_m": final.tolist()}

@@ -37,7 +37,7 @@ GATEWAY_PARAMETERS: dict[str, Param] = {
 
 def settings_from_parameters(p: dict, **overrides):
     """GatewaySettings for the node's parameter values (CLI flags in ``overrides`` win)."""
-    from simgate.gateway.safety import SafetyConfig
+    from simgate.hardware.safety import SafetyConfig
     from simgate.gateway.settings import GatewaySettings
 
     data = {"host": p["host"], "port": p["port"], "tokens_file": p["tokens_file"], "audit_file": p["audit_file"],

@@ -1,5 +1,12 @@
-"""ArmService: the one object every interface calls. It owns the backend, the safety layer, the
-lease, the audit log and the watchdog; interfaces (REST, WebSocket, MCP) only translate.
+"""ArmService: the one object REST routers, the WebSocket stream and the MCP tools call. It owns the
+backend, the safety layer, the lease, the audit log, the watchdog and the motions; interfaces only
+translate. Every request that acts is answered here: checked as a whole, then started or refused,
+and written to the audit log as one line (who, via, what was asked, the decision).
+
+Motions (``move_joints``, ``trajectory``, ``pose``) are time-parameterized plans judged whole by
+``SafetyLayer.check_plan`` before their first sample; streamed set-points (WebSocket) and policy
+steps are judged one by one by ``SafetyLayer.check``. Precondition failures (e-stop, lease,
+backend health) refuse at once.
 """
 
 from __future__ import annotations
@@ -8,28 +15,38 @@ import threading
 import time
 from typing import Any
 
-from simgate.errors import SafetyViolation, SimgateError
+import numpy as np
+
+from simgate.errors import ConfigError, SafetyViolation, SimgateError
 from simgate.gateway.access import AuditLog, Lease
-from simgate.gateway.safety import SafetyConfig, SafetyLayer
-from simgate.hardware.types import JointCommand
+from simgate.gateway.motion import MotionManager, Run
+from simgate.hardware.motion_profile import MAX_PLAN_DURATION_S, MotionPlan, plan_from_trajectory, plan_joint_move
+from simgate.hardware.safety import SafetyConfig, SafetyLayer
+from simgate.hardware.types import JointCommand, TrajectoryCommand
 
 
 class Refused(SafetyViolation):
-    """A command refused before it reached the backend (HTTP 409/422 with the reason)."""
+    """A command refused before it reached the backend (HTTP 409 with the reason)."""
 
 
 class ArmService:
-    def __init__(self, backend, audit: AuditLog, safety: SafetyConfig | None = None, lease_ttl_s: float = 5.0) -> None:
+    def __init__(self, backend, audit: AuditLog, safety: SafetyConfig | None = None, lease_ttl_s: float = 5.0,
+                 registry_dir=None) -> None:
         self.backend = backend
         self.spec = backend.spec
         self.safety = SafetyLayer(self.spec, safety)
         self.audit = audit
         self.lease = Lease(lease_ttl_s)
-        self._lock = threading.Lock()
+        self.period_s = 1.0 / self.spec.control_rate_hz
+        self.vmax = self.safety.vmax.copy()  # rad/s, velocity limits times velocity_scale
+        self.motions = MotionManager(self, registry_dir)
+        self._lock = threading.Lock()  # one command reaches the backend at a time
         self._watch: dict[str, float] = {}  # streaming clients: last message time
         self._stop = threading.Event()
         self._watchdog = threading.Thread(target=self._watchdog_loop, daemon=True, name="simgate-watchdog")
+        self._snapshot: tuple[float, dict] | None = None
         self.sent_commands = 0
+        self.refused_commands = 0
 
     def start(self) -> None:
         self.backend.connect()
@@ -37,6 +54,7 @@ class ArmService:
 
     def close(self) -> None:
         self._stop.set()
+        self.motions.cancel_all()
         self.backend.close()
 
     # ---- reading -----------------------------------------------------------------------------
@@ -50,60 +68,229 @@ class ArmService:
                 "safety": self.safety.config.model_dump()}
 
     def state(self) -> dict[str, Any]:
+        """The latest reading (a snapshot: never waits for the backend's control loop). The tool
+        position comes from forward kinematics when the backend does not measure it."""
         st = self.backend.read()
-        return {**st.model_dump(), "estop": self.safety.estopped, "lease_holder": self.lease.holder}
+        snap = self._snapshot
+        if snap is not None and snap[0] == st.stamp_s and snap[1]["health"]["status"] == st.health.status:
+            out = snap[1]
+        else:
+            out = st.model_dump()
+            if out["ee_position"] is None:
+                out["ee_position"] = self.safety.kin.tcp(st.positions).tolist()
+            self._snapshot = (st.stamp_s, out)
+        return {**out, "estop": self.safety.estopped, "lease_holder": self.lease.holder}
 
-    # ---- acting ------------------------------------------------------------------------------
-    def move(self, who: str, via: str, positions: list[float] | None, gripper: float | None = None,
-             clip: bool = False, stream: bool | None = None) -> dict[str, Any]:
-        """The only way a command reaches the backend. ``stream`` (default: WebSocket, trajectory
-        and policy commands) adds the velocity/acceleration checks between consecutive commands."""
-        if stream is None:
-            stream = via not in ("rest", "mcp")
-        asked = {"positions": positions, "gripper": gripper, "clip": clip}
-        with self._lock:
-            try:
-                if not self.lease.acquire(who):
-                    raise Refused(f"another client ({self.lease.holder}) holds the actuation lease")
-                health = self.backend.health()
-                if health.status != "ok":
-                    raise Refused(f"backend is {health.status}: {health.reason}")
-                current = self.backend.read().positions
-                d = self.safety.check(positions, gripper, current, clip, stream)
-                if not d.allowed:
-                    raise Refused(d.reason)
-                sent = self.backend.write(JointCommand(positions=d.positions, gripper=d.gripper))
-            except (Refused, SimgateError) as exc:
-                self.audit.record(who, via, "move", asked, "refused", reason=str(exc))
-                raise Refused(str(exc)) from exc
-            self.sent_commands += 1
-            out = {"sent": sent.model_dump(), "clipped": d.clipped, "note": d.reason}
-            self.audit.record(who, via, "move", asked, "sent", sent=out["sent"], reason=d.reason)
+    # ---- preconditions and audit -------------------------------------------------------------
+    def _refuse(self, who: str, via: str, action: str, asked: dict, reason: str) -> Refused:
+        self.refused_commands += 1
+        self.audit.record(who, via, action, asked, "refused", reason=reason)
+        return Refused(reason)
+
+    def _precheck(self, who: str) -> None:
+        """E-stop, lease and backend health, before anything is planned."""
+        if self.safety.estopped:
+            raise Refused(f"e-stop is latched ({self.safety._estop_reason}); an admin must reset it")
+        if not self.lease.acquire(who):
+            raise Refused(f"another client ({self.lease.holder}) holds the actuation lease")
+        health = self.backend.health()
+        if health.status != "ok":
+            raise Refused(f"backend is {health.status}: {health.reason}")
+
+    def _guarded(self, who: str, via: str, action: str, asked: dict, fn):
+        """Run ``fn`` (which plans, checks and starts); audit its decision as one line."""
+        try:
+            self._precheck(who)
+            out = fn()
+        except Refused as exc:
+            raise self._refuse(who, via, action, asked, str(exc)) from exc
+        except SimgateError as exc:
+            self.refused_commands += 1
+            self.audit.record(who, via, action, asked, "refused", reason=str(exc))
+            raise
+        self.audit.record(who, via, action, asked, "sent", sent=out.pop("summary", None))
+        return out
+
+    # ---- motions (whole-plan checks) ---------------------------------------------------------
+    def resolve_positions(self, positions: list[float] | None, joints: dict[str, float] | None) -> list[float] | None:
+        if joints is None:
+            return positions
+        names = [j.name for j in self.spec.arm_joints]
+        unknown = [n for n in joints if n not in names]
+        if unknown:
+            raise ConfigError(f"joints: unknown joint(s) {unknown}; this arm has {names}")
+        cur = self.backend.read().positions
+        return [joints.get(n, q) for n, q in zip(names, cur, strict=True)]
+
+    def _start_plan(self, who: str, via: str, kind: str, plan: MotionPlan, detail: dict) -> dict:
+        if plan.duration_s > MAX_PLAN_DURATION_S:
+            raise Refused(f"the motion would take {plan.duration_s:.1f} s (longest allowed {MAX_PLAN_DURATION_S} s)")
+        d = self.safety.check_plan(plan, self.backend.read().positions)
+        if not d.allowed:
+            raise Refused(d.reason)
+        run = self.motions.follow(who, via, kind, plan, detail)
+        return {"ok": True, **run.view(), "sent": {"positions": plan.goal}, "plan": plan.summary(),
+                "summary": {"run": run.id, **plan.summary()}}
+
+    def move_joints(self, who: str, via: str, positions: list[float] | None = None,
+                    joints: dict[str, float] | None = None, gripper: float | None = None, clip: bool = False) -> dict:
+        """A one-off joint target -> a synchronized trapezoidal motion within the velocity and
+        acceleration limits (returns at once with its run); ``gripper`` alone is one command."""
+        asked = {"positions": positions, "joints": joints, "gripper": gripper, "clip": clip}
+
+        def go() -> dict:
+            q = self.resolve_positions(positions, joints)
+            if q is None and gripper is None:
+                raise ConfigError("give 'positions', 'joints' or 'gripper'")
+            out: dict[str, Any] = {"ok": True, "clipped": False, "note": ""}
+            if gripper is not None:
+                out.update(self._gripper(gripper))
+            if q is not None:
+                target, note = self._target(q, clip)
+                out.update(self._start_plan(who, via, "joints", self._plan(target), {"goal_rad": target}))
+                out["clipped"], out["note"] = bool(note), note
+                out["sent"]["gripper"] = gripper
             return out
 
-    def stop(self, who: str, via: str) -> dict[str, Any]:
+        return self._guarded(who, via, "move_joints", asked, go)
+
+    def _target(self, q: list[float], clip: bool) -> tuple[list[float], str]:
+        names = [j.name for j in self.spec.arm_joints]
+        if len(q) != self.spec.dof:
+            raise ConfigError(f"positions: expected {self.spec.dof} values for joints {names}, got {len(q)}")
+        arr = np.asarray(q, dtype=float)
+        if not np.all(np.isfinite(arr)):
+            raise ConfigError(f"positions: not finite for joint(s) {[names[i] for i in np.flatnonzero(~np.isfinite(arr))]}")
+        out = (arr < self.safety.lower) | (arr > self.safety.upper)
+        if out.any() and not clip:
+            i = int(np.flatnonzero(out)[0])
+            raise Refused(f"joint {names[i]!r}: {arr[i]:.4f} rad outside [{self.safety.lower[i]}, {self.safety.upper[i]}]")
+        return np.clip(arr, self.safety.lower, self.safety.upper).tolist(), ("clipped: position limits" if out.any() else "")
+
+    def _plan(self, target: list[float], min_duration_s: float = 0.0) -> MotionPlan:
+        cur = self.backend.read().positions
+        return plan_joint_move(cur, target, self.vmax, self.safety.config.max_accel_rad_s2, self.period_s,
+                               min_duration_s=min_duration_s)
+
+    def _gripper(self, opening: float) -> dict:
+        d = self.safety.check(None, opening, self.backend.read().positions)
+        if not d.allowed:
+            raise Refused(d.reason)
+        with self._lock:
+            sent = self.backend.write(JointCommand(gripper=opening))
+        self.sent_commands += 1
+        return {"sent": sent.model_dump(exclude_none=True), "summary": {"gripper": opening}}
+
+    def set_gripper(self, who: str, via: str, opening: float) -> dict:
+        return self._guarded(who, via, "set_gripper", {"opening": opening}, lambda: {"ok": True, **self._gripper(opening)})
+
+    def trajectory(self, who: str, via: str, traj: TrajectoryCommand) -> dict:
+        """A joint trajectory (joint_trajectory_controller rules and interpolation) sampled at the
+        control period and judged whole: limits, speed, acceleration, workspace at every sample."""
+        import math
+
+        from simgate.hardware.jtc import accept_command
+
+        def go() -> dict:
+            active = accept_command(self.spec, traj, self.backend.read().positions, time.monotonic(),
+                                    velocity_scale=math.inf)  # speed: judged on the samples below
+            plan = plan_from_trajectory(active, self.period_s)
+            return self._start_plan(who, via, "trajectory", plan, {"points": len(traj.points),
+                                                                    "duration_s": plan.duration_s})
+
+        return self._guarded(who, via, "trajectory", {"points": len(traj.points),
+                                                      "end_rad": traj.points[-1].positions}, go)
+
+    def pose(self, who: str, via: str, position_m: list[float], duration_s: float = 1.0) -> dict:
+        """The tool to ``position_m`` (world frame, m): IK for the goal, then a joint motion lasting at
+        least ``duration_s``, whose tool path must stay inside the workspace box."""
+        def go() -> dict:
+            q = self.motions.solve_ik(position_m)
+            plan = self._plan(q, min_duration_s=duration_s)
+            return self._start_plan(who, via, "pose", plan, {"position_m": list(position_m), "goal_rad": q})
+
+        return self._guarded(who, via, "pose", {"position_m": position_m, "duration_s": duration_s}, go)
+
+    def run_policy(self, who: str, via: str, ref: str, goal_m: list[float], max_steps: int = 100,
+                   tolerance_m: float | None = None) -> dict:
+        """A promoted policy's steps cannot be known ahead: each is checked as it comes; a refused step
+        ends the run with the arm held."""
+        asked = {"policy": ref, "goal_m": goal_m, "max_steps": max_steps}
+
+        def go() -> dict:
+            run = self.motions.run_policy(who, via, ref, goal_m, max_steps, tolerance_m)
+            return {"ok": True, **run.view(), "summary": {"run": run.id, "policy": run.detail["policy"]}}
+
+        return self._guarded(who, via, "run_policy", asked, go)
+
+    # ---- streamed set-points (WebSocket) -----------------------------------------------------
+    def stream_setpoint(self, who: str, via: str, positions: list[float] | None, gripper: float | None = None,
+                        clip: bool = False) -> dict:
+        """One set-point of a stream: speed and acceleration judged against the previous one."""
+        asked = {"positions": positions, "gripper": gripper, "clip": clip}
+
+        def go() -> dict:
+            if positions is None and gripper is None:
+                raise ConfigError("give 'positions' or 'gripper'")
+            self.motions.cancel_all()
+            return self.send_sample(positions, gripper, clip)
+
+        return self._guarded(who, via, "setpoint", asked, go)
+
+    def send_sample(self, positions, gripper=None, clip=True) -> dict:
+        """One set-point through ``SafetyLayer.check`` to the backend (motions' samples, stream, policy)."""
+        with self._lock:
+            d = self.safety.check(positions, gripper, self.backend.read().positions, clip, stream=True)
+            if not d.allowed:
+                raise Refused(d.reason)
+            vmax = self.vmax.tolist() if d.positions is not None else None
+            sent = self.backend.write(JointCommand(positions=d.positions, gripper=d.gripper, max_velocity_rad_s=vmax))
+        self.sent_commands += 1
+        return {"ok": True, "sent": sent.model_dump(exclude_none=True, exclude={"max_velocity_rad_s"}),
+                "clipped": d.clipped, "note": d.reason, "summary": {"positions": d.positions, "gripper": d.gripper}}
+
+    # ---- stopping ----------------------------------------------------------------------------
+    def hold(self) -> dict:
         """Hold the current position (allowed even under e-stop: it moves nothing)."""
         with self._lock:
-            # hold where the arm is, clipped into the limits (a measured pose can overshoot a limit slightly)
             cur = [min(j.upper, max(j.lower, q)) for q, j in zip(self.backend.read().positions, self.spec.arm_joints,
                                                                  strict=True)]
-            sent = self.backend.write(JointCommand(positions=cur))
-            self.audit.record(who, via, "stop", {}, "sent", sent=sent.model_dump())
-            return {"sent": sent.model_dump()}
+            if hasattr(self.backend, "stop"):
+                self.backend.stop()
+                return {"positions": cur}
+            return self.backend.write(JointCommand(positions=cur)).model_dump(exclude_none=True)
+
+    def stop(self, who: str, via: str) -> dict[str, Any]:
+        self.motions.cancel_all()
+        sent = self.hold()
+        self.audit.record(who, via, "stop", {}, "sent", sent=sent)
+        return {"ok": True, "sent": sent}
 
     def estop(self, who: str, via: str, reason: str = "requested") -> dict[str, Any]:
         self.safety.engage_estop(f"{reason} by {who}")
+        self.motions.cancel_all()
         try:
-            self.stop(who, via)
+            self.hold()
         except SimgateError:
             pass
         self.audit.record(who, via, "estop", {"reason": reason}, "latched")
-        return {"estop": True}
+        return {"ok": True, "estop": True}
 
     def reset_estop(self, who: str, via: str) -> dict[str, Any]:
         self.safety.reset_estop()
         self.audit.record(who, via, "estop_reset", {}, "cleared")
-        return {"estop": False}
+        return {"ok": True, "estop": False}
+
+    def cancel_run(self, who: str, via: str, run_id: str) -> dict:
+        view = self.motions.cancel(run_id)
+        self.audit.record(who, via, "cancel_run", {"run": run_id}, "sent")
+        return view
+
+    def get_run(self, run_id: str) -> Run:
+        run = self.motions.runs.get(run_id)
+        if run is None:
+            raise LookupError(f"no run {run_id!r}")
+        return run
 
     # ---- watchdog ----------------------------------------------------------------------------
     def heartbeat(self, client: str) -> None:
@@ -120,7 +307,7 @@ class ArmService:
                 if now - t > timeout:
                     self._watch.pop(client, None)
                     try:
-                        self.stop(client, "watchdog")
+                        self.hold()
                         self.audit.record(client, "watchdog", "watchdog_stop", {"silent_s": now - t}, "sent")
                     except SimgateError:
                         pass

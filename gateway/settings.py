@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simgate.errors import ConfigError
-from simgate.gateway.safety import SafetyConfig
+from simgate.hardware.safety import SafetyConfig
 
 
 class GatewaySettings(BaseModel):

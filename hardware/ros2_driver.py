@@ -85,7 +85,7 @@ class DriverNode:
         from std_srvs.srv import Trigger
         from trajectory_msgs.msg import JointTrajectory
 
-        from simgate.gateway.safety import SafetyConfig, SafetyLayer
+        from simgate.hardware.safety import SafetyConfig, SafetyLayer
         from simgate.hardware.config import make_backend
 
         self.node = node

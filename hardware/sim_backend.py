@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from simgate.errors import ConfigError, HardwareError
+from simgate.hardware.sim_camera import RenderProcess
 from simgate.hardware.types import BackendBase, Capabilities, Health, JointCommand, RobotState
 from simgate.sim.randomization import RandomizationConfig, resolve_randomization
 from simgate.sim.robot import Robot
@@ -52,7 +53,11 @@ class SimBackend(BackendBase):
         self._stop = threading.Event()
         self._state: RobotState | None = None
         self._target: np.ndarray | None = None
+        self._default_vmax = np.array([j.velocity for j in self.spec.all_joints], dtype=float)
+        self._vmax = self._default_vmax.copy()  # rad/s: the motors' speed limit towards the target
         self._requests: collections.deque = collections.deque()
+        self._joints_all: np.ndarray | None = None
+        self._camera = RenderProcess(self.spec)
         self._error: str | None = None
         self.steps = 0
 
@@ -68,6 +73,7 @@ class SimBackend(BackendBase):
 
     def close(self) -> None:
         self._stop.set()
+        self._camera.close()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
             self._thread = None
@@ -90,12 +96,13 @@ class SimBackend(BackendBase):
             pending: collections.deque = collections.deque()
             with self._lock:
                 self._target = robot.target.copy()
+                goal, goal_vmax = self._target.copy(), self._vmax.copy()
             self._publish(robot, rng, obs_noise)
             ready.set()
             pacer = RealTimePacer(period)
             while not self._stop.is_set():
                 with self._lock:
-                    target = self._target.copy()
+                    target, vmax = self._target.copy(), self._vmax.copy()
                     requests = list(self._requests)
                     self._requests.clear()
                 for fn, box in requests:  # camera and other work that needs the client
@@ -104,12 +111,10 @@ class SimBackend(BackendBase):
                     except Exception as exc:  # noqa: BLE001 - handed back to the caller
                         box["error"] = exc
                     box["done"].set()
-                pending.append(target)
-                applied = pending.popleft() if len(pending) > latency else None
-                if applied is not None:
-                    robot.target = applied.copy()
-                    robot._send(applied)
-                world.step()
+                pending.append((target, vmax))
+                if len(pending) > latency:
+                    goal, goal_vmax = pending.popleft()
+                self._step_towards(world, robot, goal, goal_vmax, substeps)
                 self.steps += 1
                 self._publish(robot, rng, obs_noise)
                 if self.realtime:
@@ -119,8 +124,19 @@ class SimBackend(BackendBase):
             self._error = f"{type(exc).__name__}: {exc}"
             ready.set()
 
+    @staticmethod
+    def _step_towards(world: World, robot: Robot, goal: np.ndarray, vmax: np.ndarray, substeps: int) -> None:
+        """One control period: the motors' set-point moves towards ``goal`` at no more than ``vmax``
+        (rad/s) per joint, substep by substep - as a servo with a speed limit does."""
+        max_move = vmax * world.time_step_s
+        for _ in range(substeps):
+            robot.target = robot.target + np.clip(goal - robot.target, -max_move, max_move)
+            robot._send(robot.target)
+            world.step(1)
+
     def _publish(self, robot: Robot, rng, obs_noise: float) -> None:
         q, qd, eff = robot.joint_state()
+        joints_all = q.copy()
         if obs_noise:
             q = q + rng.normal(0.0, obs_noise, q.shape)
         pos, orn, _ = robot.ee_state()
@@ -132,7 +148,7 @@ class SimBackend(BackendBase):
             ee_position=pos.tolist(), ee_orientation=orn.tolist(), stamp_s=time.monotonic(),
         )
         with self._lock:
-            self._state = state
+            self._state, self._joints_all = state, joints_all
 
     # ---- API ---------------------------------------------------------------------------------
     def health(self) -> Health:
@@ -167,6 +183,11 @@ class SimBackend(BackendBase):
             if q.shape != (dof,) or not np.all(np.isfinite(q)):
                 raise ConfigError(f"positions must be {dof} finite values (joints {spec.joint_names[:dof]})")
             target[:dof] = np.clip(q, lower[:dof], upper[:dof])
+            vmax = self._default_vmax.copy()
+            if command.max_velocity_rad_s is not None:
+                vmax[:dof] = np.minimum(vmax[:dof], np.abs(np.asarray(command.max_velocity_rad_s, dtype=float)))
+            with self._lock:
+                self._vmax = vmax
         if command.gripper is not None and spec.gripper:
             g = spec.gripper
             frac = 0.025 + 0.95 * command.gripper
@@ -177,14 +198,16 @@ class SimBackend(BackendBase):
         return JointCommand(positions=target[:dof].tolist() if command.positions is not None else None,
                             gripper=sent_grip)
 
-    def camera_image(self, width: int = 320, height: int = 240, timeout_s: float = 5.0):
-        """RGB (H, W, 3) uint8 and depth (H, W) float32 in m, rendered offscreen."""
+    def camera_image(self, width: int = 320, height: int = 240, timeout_s: float = 10.0):
+        """RGB (H, W, 3) uint8 and depth (H, W) float32 in m, rendered in a separate process (see
+        ``hardware.sim_camera``) from the latest joint positions: it never stalls the physics thread."""
         cam = self.camera
-
-        def render(world: World, robot: Robot):
-            return world.render(width, height, cam.target_m, cam.distance_m, cam.yaw_deg, cam.pitch_deg, depth=True)
-
-        return self._on_physics_thread(render, timeout_s)
+        with self._lock:
+            q_all = None if self._joints_all is None else self._joints_all.copy()
+        if q_all is None:
+            raise HardwareError("simulated backend is not connected")
+        return self._camera.render(q_all, width, height, (cam.target_m, cam.distance_m, cam.yaw_deg, cam.pitch_deg),
+                                   timeout_s)
 
     def _on_physics_thread(self, fn, timeout_s: float):
         box = {"done": threading.Event()}

@@ -117,7 +117,7 @@ def test_estop_latches_until_admin_reset_and_audit_has_every_attempt(gw):
     assert c.post("/v1/estop/reset", headers=admin).status_code == 200
     assert c.post("/v1/joints", json={"positions": pos}, headers=act).status_code == 200
     lines = [json.loads(x) for x in gw["audit"].read_text().splitlines()]
-    moves = [x for x in lines if x["action"] == "move"]
+    moves = [x for x in lines if x["action"] == "move_joints"]
     assert any(x["outcome"] == "refused" and "e-stop" in x["reason"] for x in moves)
     assert any(x["outcome"] == "sent" for x in moves) and all(x["who"] for x in lines)
 
@@ -143,8 +143,10 @@ def test_mcp_agent_lists_tools_reads_and_moves(gw):
                 assert res["ok"], res
                 img = (await s.call_tool("get_camera_image", {"width": 64, "height": 48})).content[0]
                 assert img.type == "image" and img.mime_type == "image/png" and len(img.data) > 100
-                bad = json.loads((await s.call_tool("move_joints", {"positions": [0, 0, 9, 0, 0]})).content[0].text)
-                assert not bad["ok"] and "elbow_flex" in bad["refused"]
+                target_bad = list(target)
+                target_bad[2] = -1.0  # elbow_flex: within the schema's overall bounds, outside this joint's limits
+                bad = await s.call_tool("move_joints", {"positions": target_bad})
+                assert bad.is_error and "elbow_flex" in bad.content[0].text
                 for _ in range(100):
                     now = json.loads((await s.call_tool("read_state", {})).content[0].text)["positions"]
                     if np.allclose(now, target, atol=0.03):

@@ -1,12 +1,20 @@
-"""The one safety layer between every interface (REST, WebSocket, MCP, policy runs, ROS 2) and a
-backend. Hardware-agnostic: it only needs the RobotSpec and the latest RobotState.
+"""The one safety layer between every interface (the gateway's REST, WebSocket and MCP, policy
+runs, the ROS 2 driver) and a backend. Hardware-agnostic: it needs the RobotSpec and the latest
+RobotState. It lives in ``hardware`` so the ROS 2 driver and the gateway share it.
 
-Checks, in order, for a joint-position command:
-  e-stop latched -> refused;  shape / finite -> refused;
-  position limits, max step per command (rad), velocity limit (step / command period) and
-  acceleration limit (change of that velocity) -> refused, or clipped when the caller asked for
-  clipping (the decision says so);
-  workspace box for the end effector (forward kinematics of the *sent* command) -> refused.
+Two entry points:
+
+* ``check_plan`` judges a whole time-parameterized motion (``hardware.motion_profile``) before its
+  first sample is sent: e-stop, shape, every sample within the joint limits, the speed between
+  samples within the velocity limits (times ``velocity_scale``), the change of speed within
+  ``max_accel_rad_s2``, and the tool inside the workspace box at every sample. A plan refused
+  anywhere is refused as a whole: nothing moves.
+* ``check`` judges one streamed set-point (WebSocket commands, policy steps, trajectory
+  samples): e-stop, shape, position limits, max step, the speed from the previous set-point (or
+  from the measured position when no stream is running: the step must then be reachable within
+  ``command_period_s``) and its change (acceleration), workspace box -> refused, or clipped when
+  the caller asked for clipping (the decision says so).
+
 A refused command never reaches the backend. The e-stop latches until an admin resets it.
 """
 
@@ -18,14 +26,18 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from simgate.sim.robot_spec import RobotSpec
 
 
 class SafetyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     max_step_rad: float = Field(0.35, gt=0, description="largest change of any joint per command")
-    command_period_s: float = Field(0.04, gt=0, description="assumed time between commands (velocity check)")
+    command_period_s: float = Field(0.04, gt=0, description="time a lone streamed set-point is given to be reached "
+                                                            "(s); also the longest gap that still counts as one stream")
+    min_command_period_s: float = Field(0.005, gt=0, description="shortest time between streamed set-points used "
+                                                                 "for their speed (s): faster bursts count as this")
     velocity_scale: float = Field(1.0, gt=0, le=1, description="fraction of the spec's velocity limits allowed")
     max_accel_rad_s2: float = Field(40.0, gt=0)
     workspace_min_m: tuple[float, float, float] = (-0.6, -0.6, -0.005)
@@ -123,6 +135,8 @@ class SafetyLayer:
     def _check(self, positions, gripper, current, clip, stream=True) -> Decision:
         if self._estop:
             return Decision(False, reason=f"e-stop is latched ({self._estop_reason}); an admin must reset it")
+        if gripper is not None and not self.spec.gripper:
+            return Decision(False, reason=f"gripper: robot {self.spec.name!r} has no gripper")
         if gripper is not None and (not math.isfinite(gripper) or not 0.0 <= gripper <= 1.0):
             return Decision(False, reason="gripper: must be a number in [0, 1]")
         if positions is None:
@@ -158,26 +172,28 @@ class SafetyLayer:
             target = np.clip(cur + step * scale, self.lower, self.upper)
             clipped, notes = True, notes + ["max step"]
         now = time.monotonic()
-        if not stream or (self._last_t is not None and now - self._last_t > 1.5 * self.config.command_period_s):
-            # not a stream at the declared command rate: judge this command on its own (step limits)
-            self._last_cmd, self._last_vel = None, np.zeros(self.spec.dof)
-        if self._last_cmd is not None and self._last_t is not None:
-            dt = max(now - self._last_t, self.config.command_period_s)
-            vel = (target - self._last_cmd) / dt
-            fast = np.abs(vel) > self.vmax
-            if fast.any():
-                if not clip:
-                    i = int(np.flatnonzero(fast)[0])
-                    return Decision(False, reason=f"joint {names[i]!r}: {vel[i]:+.2f} rad/s exceeds {self.vmax[i]:.2f} rad/s")
-                k = float(np.min(self.vmax / np.maximum(np.abs(vel), 1e-9)))
-                target = np.clip(self._last_cmd + (target - self._last_cmd) * k, self.lower, self.upper)
-                vel = vel * k
-                clipped, notes = True, notes + ["velocity"]
-            acc = np.abs(vel - self._last_vel) / dt
-            if (acc > self.config.max_accel_rad_s2).any() and not clip:
-                i = int(np.argmax(acc))
-                return Decision(False, reason=f"joint {names[i]!r}: acceleration {acc[i]:.1f} rad/s^2 exceeds "
-                                              f"{self.config.max_accel_rad_s2}")
+        cfg = self.config
+        if not stream or self._last_t is None or now - self._last_t > 1.5 * cfg.command_period_s:
+            # no stream running: the set-point starts from the measured position, at rest
+            ref, ref_vel, dt = cur, np.zeros(self.spec.dof), cfg.command_period_s
+        else:
+            ref, ref_vel = self._last_cmd, self._last_vel
+            dt = min(max(now - self._last_t, cfg.min_command_period_s), cfg.command_period_s)
+        vel = (target - ref) / dt
+        fast = np.abs(vel) > self.vmax
+        if fast.any():
+            if not clip:
+                i = int(np.flatnonzero(fast)[0])
+                return Decision(False, reason=f"joint {names[i]!r}: {vel[i]:+.2f} rad/s exceeds {self.vmax[i]:.2f} rad/s")
+            k = float(np.min(self.vmax / np.maximum(np.abs(vel), 1e-9)))
+            target = np.clip(ref + (target - ref) * k, self.lower, self.upper)
+            vel = (target - ref) / dt
+            clipped, notes = True, notes + ["velocity"]
+        acc = np.abs(vel - ref_vel) / dt
+        if (acc > cfg.max_accel_rad_s2 * (1 + 1e-6)).any() and not clip:
+            i = int(np.argmax(acc))
+            return Decision(False, reason=f"joint {names[i]!r}: acceleration {acc[i]:.1f} rad/s^2 exceeds "
+                                          f"{self.config.max_accel_rad_s2}")
         if np.any(target < self.lower) or np.any(target > self.upper):  # never send outside the limits
             return Decision(False, reason="command would end outside the joint limits after clipping")
         # workspace box for the tool (of what would be sent)
@@ -186,13 +202,58 @@ class SafetyLayer:
         if np.any(tcp < lo) or np.any(tcp > hi):
             return Decision(False, reason=f"end effector would leave the workspace box: {np.round(tcp, 3).tolist()} "
                                           f"not within {lo.tolist()}..{hi.tolist()} m")
-        # accepted: remember for the velocity / acceleration checks
-        if self._last_cmd is not None and self._last_t is not None:
-            dt = max(now - self._last_t, self.config.command_period_s)
-            self._last_vel = (target - self._last_cmd) / dt
-        self._last_cmd, self._last_t = target, now
+        # accepted: remember for the velocity / acceleration checks of the next set-point
+        self._last_vel = (target - ref) / dt if stream else np.zeros(self.spec.dof)
+        self._last_cmd, self._last_t = (target, now) if stream else (None, None)
         return Decision(True, target.tolist(), gripper, clipped, ("clipped: " + ", ".join(notes)) if clipped else "",
                         {"tcp_m": tcp.tolist()})
+
+    def check_plan(self, plan, current: list[float]) -> Decision:
+        """Judge a whole ``MotionPlan`` (see module docstring). Allowed decisions carry no clipping:
+        a plan is sent as it is or not at all. Thread-safe."""
+        with self._lock:
+            return self._check_plan(plan, current)
+
+    def _check_plan(self, plan, current) -> Decision:
+        if self._estop:
+            return Decision(False, reason=f"e-stop is latched ({self._estop_reason}); an admin must reset it")
+        names = [j.name for j in self.spec.arm_joints]
+        pos = np.asarray(plan.positions, dtype=float)
+        if pos.ndim != 2 or pos.shape[1] != self.spec.dof:
+            return Decision(False, reason=f"positions: expected {self.spec.dof} values for joints {names}")
+        if not np.all(np.isfinite(pos)):
+            return Decision(False, reason="positions: not finite")
+        dt = plan.period_s
+        bad = np.argwhere((pos[1:] < self.lower - 1e-9) | (pos[1:] > self.upper + 1e-9))
+        if len(bad):
+            k, j = (int(x) for x in bad[0])
+            return Decision(False, reason=f"joint {names[j]!r}: {pos[k + 1, j]:.4f} rad at t={(k + 1) * dt:.2f} s "
+                                          f"outside [{self.lower[j]}, {self.upper[j]}]")
+        start_gap = np.abs(pos[0] - np.asarray(current, dtype=float))
+        if np.any(start_gap > self.config.max_step_rad):
+            j = int(np.argmax(start_gap))
+            return Decision(False, reason=f"joint {names[j]!r}: the motion starts {start_gap[j]:.3f} rad away from "
+                                          "the measured position")
+        vel = np.diff(pos, axis=0) / dt
+        fast = np.argwhere(np.abs(vel) > self.vmax[None, :] * (1 + 1e-6) + 1e-9)
+        if len(fast):
+            k, j = (int(x) for x in fast[0])
+            return Decision(False, reason=f"joint {names[j]!r}: {abs(vel[k, j]):.2f} rad/s at t={k * dt:.2f} s exceeds "
+                                          f"the velocity limit {self.vmax[j]:.2f} rad/s")
+        acc = np.diff(np.vstack([np.zeros((1, self.spec.dof)), vel, np.zeros((1, self.spec.dof))]), axis=0)
+        acc /= max(dt, self.config.command_period_s)
+        hard = np.argwhere(np.abs(acc) > self.config.max_accel_rad_s2 * (1 + 1e-6) + 1e-9)
+        if len(hard):
+            k, j = (int(x) for x in hard[0])
+            return Decision(False, reason=f"joint {names[j]!r}: acceleration {abs(acc[k, j]):.1f} rad/s^2 at "
+                                          f"t={k * dt:.2f} s exceeds max_accel_rad_s2 {self.config.max_accel_rad_s2}")
+        lo, hi = np.array(self.config.workspace_min_m), np.array(self.config.workspace_max_m)
+        for k in range(1, len(pos)):
+            tcp = self.kin.tcp(pos[k].tolist())
+            if np.any(tcp < lo) or np.any(tcp > hi):
+                return Decision(False, reason=f"end effector would leave the workspace box at t={k * dt:.2f} s: "
+                                              f"{np.round(tcp, 3).tolist()} not within {lo.tolist()}..{hi.tolist()} m")
+        return Decision(True, pos[-1].tolist(), details={"plan": plan.summary()})
 
     def in_limits(self, positions: list[float]) -> bool:
         q = np.asarray(positions)

@@ -1,0 +1,2 @@
+"""One router per resource: robot (description, state, camera), motion (joints, gripper,
+trajectory, pose, stop, e-stop), runs, policies."""
