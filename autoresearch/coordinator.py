@@ -1,15 +1,23 @@
-"""The coordinator: creates the study, measures the noise floor (the baseline trained twice),
-starts local worker processes, judges every finished trial with the trusted gate, writes one
-ledger record per trial, promotes the winner, writes the report. Killed at any point, it
-resumes: finished trials already in the ledger are skipped (never recorded twice), trials
-whose worker died are failed by Optuna's heartbeat and re-queued with the same parameters.
+"""The coordinator - the *trusted* half: pins the program, creates the study, copies every
+finished trial's artifact into its own store, judges it on secret seeds (gate.py), writes one
+authenticated ledger record per trial, promotes the winner (promote.py), writes the report.
+
+Its state (incumbent, noise floor, judged trials, promotion attempts) is derived from the
+verified ledger on every start, so a kill -9 anywhere leaves nothing to reconcile: finished
+trials already in the ledger are skipped (never judged twice), trials whose worker died are
+failed by Optuna's heartbeat and re-queued with the same parameters, a torn last ledger line is
+truncated with a notice. Only one coordinator runs a study at a time (a lock file).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import math
 import multiprocessing as mp
+import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,15 +27,20 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from simgate.autoresearch.gate import judge
-from simgate.autoresearch.ledger import Ledger
-from simgate.autoresearch.program import Program, load_program
-from simgate.autoresearch.study import encode_for_enqueue, open_study, storage_url
-from simgate.autoresearch.worker import worker_loop
+from simgate.autoresearch import gate
+from simgate.autoresearch.ledger import Ledger, LedgerError
+from simgate.autoresearch.program import Program, check_pinned, load_program, smoke_mode, validate_params
+from simgate.autoresearch.records import NoticeRecord, Reported, StudyRecord, TrialRecord, Verified, clip_text
+from simgate.autoresearch.state import StudyState, derive_state
+from simgate.autoresearch.store import ArtifactStore, StoreError, private_dir
+from simgate.autoresearch.study import HEARTBEAT_ATTR, PIN_ATTRS, encode_for_enqueue, open_study, storage_url
+from simgate.autoresearch.worker import count_trials, worker_loop
+from simgate.errors import ConfigError, SimgateError
 from simgate.policies.provenance import code_version, library_versions
 
 console = Console(stderr=True)
 TS = optuna.trial.TrialState
+BASELINE_TRIALS = (0, 1)  # the coordinator enqueues the baseline twice: the noise floor
 
 
 def study_dir_for(program: Program, study_dir: str | Path | None = None) -> Path:
@@ -52,15 +65,30 @@ def baseline_params(spec) -> dict[str, Any]:
     return out
 
 
-def submit_candidate(program_path: str | Path, params: dict, rationale: str, study_dir=None, storage=None) -> None:
+def pinned_study(ledger_path: Path) -> dict | None:
+    """Record 0 of a verified ledger (the pin), or None when there is no ledger yet."""
+    if not ledger_path.exists() or not ledger_path.stat().st_size:
+        return None
+    led = Ledger(ledger_path)
+    led.verify()
+    return led.records()[0]
+
+
+def submit_candidate(program_path: str | Path, params: Any, rationale: str, study_dir=None, storage=None) -> None:
     """External-proposer API: queue a candidate (an agent's or a person's) with its rationale.
-    The same gate judges it."""
+    Values are checked strictly against the pinned program's space; the same gate judges it."""
     program = load_program(program_path)
     sd = study_dir_for(program, study_dir)
+    pin = pinned_study(sd / "ledger.jsonl")
+    if pin:
+        check_pinned(program, pin["program_sha256"], pin["spec_sha256"], f"the study in {sd}")
+    enc = encode_for_enqueue(program.spec, params)  # ValueError names the parameter
     sd.mkdir(parents=True, exist_ok=True)
     study = open_study(program.spec, storage_url(sd, storage), create=True)
-    study.enqueue_trial(encode_for_enqueue(program.spec, params),
-                        user_attrs={"proposer": "external", "rationale": rationale})
+    from simgate.autoresearch.worker import check_study_pin
+
+    check_study_pin(program, study)
+    study.enqueue_trial(enc, user_attrs={"proposer": "external", "rationale": clip_text(rationale)})
 
 
 class _RayWorker:
@@ -96,132 +124,251 @@ def _RayWorkers(n: int, address: str | None, args: tuple) -> list[_RayWorker]:  
     return [_RayWorker(remote.remote(*args, f"ray-{i}")) for i in range(n)]
 
 
+def _num(v: Any, kind: type) -> Any:
+    return v if type(v) is kind or (kind is float and type(v) is int) else None
+
+
+def reported_of(t: optuna.trial.FrozenTrial) -> Reported:
+    """What the worker (or whoever wrote the storage) claims, bounded and typed."""
+    ua = t.user_attrs
+    params = ua.get("params")
+    if not isinstance(params, dict) or len(json.dumps(params, default=str)) > 4000:
+        params = None
+    claimed = t.value if t.state == TS.COMPLETE and isinstance(t.value, (int, float)) else None
+    return Reported(params=params, claimed=claimed, steps=_num(ua.get("steps"), int),
+                    train_seed=_num(ua.get("train_seed"), int), worker=clip_text(ua.get("worker")),
+                    wall_s=_num(ua.get("wall_s"), float), artifact_sha256=clip_text(ua.get("artifact_hash"), 100),
+                    proposer=clip_text(ua.get("proposer")), rationale=clip_text(ua.get("rationale")))
+
+
 class Coordinator:
     def __init__(self, program_path: str | Path, study_dir=None, storage: str | None = None,
                  registry_dir=None) -> None:
         self.program = load_program(program_path)
         self.spec = self.program.spec
         self.dir = study_dir_for(self.program, study_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.url = storage_url(self.dir, storage)
         self.ledger = Ledger(self.dir / "ledger.jsonl")
+        self.store = ArtifactStore(self.dir / "store")
         self.registry_dir = registry_dir
+        self.plan = gate.plan_for(self.spec)
         self.state_path = self.dir / "coordinator.json"
-        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {
-            "elapsed_s": 0.0, "incumbent": None, "noise_floor": None, "baseline_fresh": {}}
+        self._lock_fd: int | None = None
 
-    # ---- bookkeeping -------------------------------------------------------------------------
-    def _save_state(self) -> None:
+    # ---- the ledger: creation, pin, repair -----------------------------------------------------
+    def open_ledger(self) -> None:
+        """Create the ledger (pinning the program), or repair + verify it and check the pin."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not self.ledger.path.exists() or not self.ledger.path.stat().st_size:
+            Ledger.create(self.ledger.path, dict(
+                study=self.spec.name, program_sha256=self.program.sha256, spec_sha256=self.program.spec_sha256,
+                program_text=self.program.text, smoke=smoke_mode(),
+                created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
+            return
+        note = self.ledger.repair()
+        self.ledger.verify()
+        pin = self.ledger.records()[0]
+        check_pinned(self.program, pin["program_sha256"], pin["spec_sha256"], f"the study in {self.dir}")
+        if note:
+            self.ledger.append(NoticeRecord(reason=note))
+            console.print(f"[yellow]ledger[/yellow]: {note}")
+
+    def check_pin(self) -> None:
+        """Refuse a different program (read-only commands: status, report)."""
+        pin = pinned_study(self.ledger.path)
+        if pin:
+            check_pinned(self.program, pin["program_sha256"], pin["spec_sha256"], f"the study in {self.dir}")
+
+    def lock(self) -> None:
+        """One coordinator per study: a second one (or a promote during a run) is refused."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / "coordinator.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SimgateError(f"{self.dir}: another coordinator holds this study (coordinator.lock)") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @property
+    def derived(self) -> StudyState:
+        return derive_state(self.ledger.records())
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """For people and older callers: the derived state as a dict (``incumbent`` = trial number)."""
+        s = self.derived
+        return {"incumbent": s.incumbent.trial if s.incumbent else None, "noise_floor": s.noise_floor,
+                "promotion_attempts": s.promotion_attempts}
+
+    def _write_cache(self, elapsed_s: float) -> None:
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2))
+        tmp.write_text(json.dumps({"elapsed_s": elapsed_s, **self.state,
+                                   "note": "a cache for people: the coordinator derives its state from the ledger"},
+                                  indent=2))
         tmp.replace(self.state_path)
 
-    def _ledgered(self) -> set[int]:
-        return {r["trial"] for r in self.ledger.records() if "trial" in r and r.get("kind") == "trial"}
-
-    def _policy(self, trial_number: int):
-        from simgate.policies.export import TorchPolicy
-
-        return TorchPolicy(self.dir / "trials" / f"{trial_number:04d}" / "policy.ts")
+    def _elapsed(self) -> float:
+        try:
+            v = json.loads(self.state_path.read_text()).get("elapsed_s", 0.0)
+            return float(v) if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 else 0.0
+        except (OSError, ValueError):
+            return 0.0
 
     # ---- the gate ----------------------------------------------------------------------------
     def judge_finished(self, study: optuna.Study) -> int:
-        done = self._ledgered()
         judged = 0
-        for t in sorted(study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED, TS.FAIL)), key=lambda t: t.number):
-            if t.number in done:
+        for t in sorted(study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.PRUNED, TS.FAIL)),
+                        key=lambda t: t.number):
+            if t.number in self.derived.judged:
                 continue
-            self._judge_one(t)
+            self._record(t)
             judged += 1
         return judged
 
-    def _judge_one(self, t: optuna.trial.FrozenTrial) -> None:
-        ua = t.user_attrs
-        incumbent = self.state["incumbent"]
-        metrics: dict[str, Any] = {}
-        if t.state == TS.PRUNED:
-            status, reason = "pruned", "stopped early by the pruner (intermediate selection evaluations)"
-            metrics = {"intermediate": {str(k): v for k, v in t.intermediate_values.items()}}
-        elif t.state == TS.FAIL and ua.get("cut_by_deadline"):
-            status, reason = "cut", ua["reason"]
-        elif t.state == TS.FAIL:
-            status = "crash"
-            reason = ua.get("reason") or "worker lost (no heartbeat): re-queued with the same parameters"
-        else:
-            inc_pol = self._policy(incumbent) if incumbent is not None else None
-            v = judge(self.spec, t.number, float(t.value), self._policy(t.number), inc_pol,
-                      self.state["noise_floor"] or 0.0)
-            status, reason, metrics = v.status, v.reason, v.metrics
-            if ua.get("role") == "baseline" and status != "rejected":
-                self.state["baseline_fresh"][str(t.number)] = metrics["fresh"]
-                if len(self.state["baseline_fresh"]) >= 2 and self.state["noise_floor"] is None:
-                    a, b = list(self.state["baseline_fresh"].values())[:2]
-                    self.state["noise_floor"] = abs(a - b)
-            if status == "keep":
-                self.state["incumbent"] = t.number
-        rec = {
-            "kind": "trial", "trial": t.number, "parent": incumbent,
-            "params": ua.get("params", t.params), "role": ua.get("role", "search"),
-            "proposer": ua.get("proposer", self.spec.proposer.sampler), "rationale": ua.get("rationale"),
-            "worker": ua.get("worker"), "code": code_version(), "libraries": library_versions(),
-            "seeds": {"train": ua.get("train_seed"), "selection": [1_000_000, self.spec.acceptance.selection_episodes]},
-            "metrics": metrics, "status": status, "reason": reason, "artifact_hash": ua.get("artifact_hash"),
-            "steps": ua.get("steps"), "wall_s": ua.get("wall_s"), "noise_floor": self.state["noise_floor"],
-        }
+    def _role(self, t: optuna.trial.FrozenTrial, rep: Reported) -> str:
+        ok = t.number in BASELINE_TRIALS and rep.params == baseline_params(self.spec)
+        return "baseline" if ok else "search"
+
+    def _record(self, t: optuna.trial.FrozenTrial) -> None:
+        state = self.derived
+        rep = reported_of(t)
+        role = self._role(t, rep)
+        try:
+            status, reason, verified = self._verdict(t, rep, role, state)
+        except Exception as exc:  # noqa: BLE001 - a forged or broken trial is rejected, never fatal
+            status, reason, verified = "rejected", f"could not be judged: {type(exc).__name__}: {exc}", Verified()
+        rec = TrialRecord(trial=t.number, status=status, reason=clip_text(reason), role=role,
+                          parent=state.incumbent.trial if state.incumbent else None, verified=verified, reported=rep,
+                          code=code_version(), libraries=library_versions())
         self.ledger.append(rec)
-        self._save_state()
         console.print(f"trial {t.number}: [bold]{status}[/bold] - {reason}")
+
+    def _verdict(self, t, rep: Reported, role: str, state: StudyState) -> tuple[str, str, Verified]:
+        ua = t.user_attrs
+        if t.state == TS.PRUNED:
+            return "pruned", "stopped early by the pruner (intermediate selection evaluations)", Verified()
+        if t.state == TS.FAIL:
+            if ua.get("refused"):
+                return "rejected", f"refused by the worker: {clip_text(ua.get('reason'), 400)}", Verified()
+            if ua.get("cut_by_deadline"):
+                return "cut", clip_text(ua.get("reason"), 400) or "cut at the deadline", Verified()
+            return "crash", clip_text(ua.get("reason"), 400) or "worker lost (no heartbeat): re-queued", Verified()
+        try:
+            params = validate_params(self.spec, rep.params)
+        except ValueError as exc:
+            return "rejected", f"outside the pinned search space: {exc}", Verified()
+        if rep.claimed is None or not math.isfinite(rep.claimed):
+            return "rejected", "no finite claimed score", Verified(params=params)
+        try:
+            sha, lsha = self.store.ingest(self.dir / "trials" / f"{t.number:04d}" / "policy.ts")
+        except StoreError as exc:
+            return "rejected", f"no usable artifact: {exc}", Verified(params=params)
+        with _Checkout(self.store, sha, lsha) as cand:
+            base = dict(artifact_sha256=sha, layout_sha256=lsha, params=params)
+            if state.incumbent is None:
+                v = gate.judge(self.plan, rep.claimed, cand.policy, None, self._evaluate, self._threshold(state))
+                return v.status, v.reason, Verified(**base, **v.verified)
+            inc = state.incumbent
+            with _Checkout(self.store, inc.artifact_sha256, inc.layout_sha256) as incp:
+                v = gate.judge(self.plan, rep.claimed, cand.policy, incp.policy, self._evaluate, self._threshold(state))
+            extra: dict[str, Any] = {"incumbent": inc.trial}
+            if (role == "baseline" and inc.trial in BASELINE_TRIALS and state.noise_floor is None
+                    and v.verified.get("delta") is not None):
+                extra["noise_floor"] = abs(v.verified["delta"])  # two baselines, the same secret seeds
+            return v.status, v.reason, Verified(**base, **v.verified, **extra)
+
+    def _threshold(self, state: StudyState) -> float:
+        return max(self.plan.min_improvement, min(state.noise_floor or 0.0, self.plan.noise_floor_cap))
+
+    def _evaluate(self, policy, seeds: list[int]) -> list[float]:
+        from simgate.policies.evaluation import evaluate
+
+        res = evaluate(policy, self.spec.task.env_id, seeds)
+        return [float(x) for x in (res.per_episode_success if self.plan.binary else res.per_episode_return)]
 
     # ---- the run -----------------------------------------------------------------------------
     def run(self, workers: int = 2, auto_promote: bool | None = None, progress: bool = True,
             executor: str = "local", ray_address: str | None = None) -> dict:
         """``executor="local"``: worker processes on this machine; ``"ray"``: worker tasks on a Ray
-        cluster (``ray_address``; none = start a local head). Ray workers need storage they can
-        all reach (PostgreSQL) unless the cluster is this one machine."""
-        spec = self.spec
+        cluster. ``workers=0``: judge only (workers join from elsewhere with `research worker`)."""
+        self.lock()
+        try:
+            return self._run(workers, auto_promote, progress, executor, ray_address)
+        finally:
+            self.unlock()
+
+    def _open_study(self) -> optuna.Study:
+        self.open_ledger()
         shutil.copyfile(self.program.path, self.dir / "program.md")
-        study = open_study(spec, self.url, create=True)  # created before any worker joins
+        study = open_study(self.spec, self.url, create=True)  # created before any worker joins
+        for a in PIN_ATTRS:
+            want = self.program.sha256 if a == "program_sha256" else self.program.spec_sha256
+            if study.user_attrs.get(a) != want:
+                study.set_user_attr(a, want)
+        study.set_user_attr(HEARTBEAT_ATTR, time.time())
+        return study
+
+    def _start_workers(self, workers: int, executor: str, ray_address: str | None, deadline: float) -> list:
+        if workers == 0:
+            return []
+        if executor == "ray":
+            return _RayWorkers(workers, ray_address, (str(Path(self.program.path).resolve()), str(self.dir.resolve()),
+                                                      self.url, deadline))
+        if executor != "local":
+            raise ConfigError(f"executor must be 'local' or 'ray', got {executor!r}")
+        ctx = mp.get_context("spawn")
+        procs = [ctx.Process(target=worker_loop, args=(self.program.path, str(self.dir), self.url, deadline, f"local-{i}"),
+                             daemon=True, name=f"simgate-research-{i}") for i in range(workers)]
+        for p in procs:
+            p.start()
+            time.sleep(0.5)  # stagger the first asks
+        return procs
+
+    def _done(self, study: optuna.Study, procs: list, deadline: float) -> bool:
+        if procs:
+            return not any(p.is_alive() for p in procs)
+        open_ = study.get_trials(deepcopy=False, states=(TS.RUNNING, TS.WAITING))
+        return time.time() > deadline or (count_trials(study) >= self.spec.budgets.max_trials and not open_)
+
+    def _run(self, workers, auto_promote, progress, executor, ray_address) -> dict:
+        spec = self.spec
+        study = self._open_study()
         optuna.storages.fail_stale_trials(study)  # after a crash: re-queue what was running
         self._requeue_orphans(study)
         if not study.trials:
-            for _ in range(2):  # the noise floor: the baseline, trained twice
+            for _ in BASELINE_TRIALS:  # the noise floor: the baseline, trained twice
                 study.enqueue_trial(encode_for_enqueue(spec, baseline_params(spec)), user_attrs={"role": "baseline"})
-        remaining = spec.budgets.total_wall_s - self.state["elapsed_s"]
+        elapsed = self._elapsed()
         t_start = time.monotonic()
-        deadline = time.time() + max(0.0, remaining)
-        if executor == "ray":
-            procs = _RayWorkers(workers, ray_address, (str(Path(self.program.path).resolve()), str(self.dir.resolve()),
-                                                       self.url, deadline))
-        elif executor == "local":
-            ctx = mp.get_context("spawn")
-            procs = [ctx.Process(target=worker_loop, args=(self.program.path, str(self.dir), self.url, deadline, f"local-{i}"),
-                                 daemon=True, name=f"simgate-research-{i}") for i in range(workers)]
-            for p in procs:
-                p.start()
-                time.sleep(0.5)  # stagger the first asks
-        else:
-            raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
+        deadline = time.time() + max(0.0, spec.budgets.total_wall_s - elapsed)
+        stop_beat = _coordinator_heartbeat(self.spec, self.url)
+        procs = self._start_workers(workers, executor, ray_address, deadline)
         try:
             with Live(self._view(study, deadline), console=console, refresh_per_second=1, transient=not progress) as live:
-                while any(p.is_alive() for p in procs):
+                while not self._done(study, procs, deadline):
                     optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL + re-queue
                     self.judge_finished(study)
-                    self.state["elapsed_s"] += time.monotonic() - t_start
-                    t_start = time.monotonic()
-                    self._save_state()
+                    self._write_cache(elapsed + time.monotonic() - t_start)
                     live.update(self._view(study, deadline))
                     time.sleep(1.0)
+            optuna.storages.fail_stale_trials(study)
             self.judge_finished(study)
         finally:
             for p in procs:
                 if p.is_alive():
                     p.terminate()
                 p.join(timeout=10)
-            self.state["elapsed_s"] += time.monotonic() - t_start
-            self._save_state()
+            stop_beat.set()
+            self._write_cache(elapsed + time.monotonic() - t_start)
         promoted = None
         if auto_promote if auto_promote is not None else spec.promotion.auto_promote:
-            promoted = self.promote()
+            promoted = self._promote_locked()
         from simgate.autoresearch.report import write_report
 
         report = write_report(self.dir, self.spec)
@@ -240,8 +387,11 @@ class Coordinator:
                                                                       "re-queued with the same parameters")
             study._storage.set_trial_state_values(t._trial_id, TS.FAIL)
             keep = {k: v for k, v in ua.items() if k in ("role", "proposer", "rationale")}
-            study.enqueue_trial(encode_for_enqueue(self.spec, ua.get("params", t.params)),
-                                user_attrs={**keep, "requeued_from": t.number})
+            try:
+                enc = encode_for_enqueue(self.spec, ua.get("params", {}))
+            except ValueError:
+                continue  # not re-queued: outside the space (its FAIL is recorded)
+            study.enqueue_trial(enc, user_attrs={**keep, "requeued_from": t.number})
 
     def _view(self, study: optuna.Study, deadline: float) -> Table:
         trials = study.get_trials(deepcopy=False)
@@ -249,61 +399,77 @@ class Coordinator:
         tab = Table(title=f"research: {self.spec.name}")
         for c in ("done", "running", "kept", "rejected", "incumbent", "fresh", "time left"):
             tab.add_column(c)
-        inc = self.state["incumbent"]
-        inc_fresh = recs.get(inc, {}).get("metrics", {}).get("fresh") if inc is not None else None
+        inc = self.derived.incumbent
+        inc_fresh = recs[inc.trial]["verified"].get("fresh") if inc is not None else None
         tab.add_row(str(len(recs)), str(sum(t.state == TS.RUNNING for t in trials)),
                     str(sum(r["status"] == "keep" for r in recs.values())),
                     str(sum(r["status"] == "rejected" for r in recs.values())),
-                    "-" if inc is None else str(inc), "-" if inc_fresh is None else f"{inc_fresh:.3f}",
+                    "-" if inc is None else str(inc.trial), "-" if inc_fresh is None else f"{inc_fresh:.3f}",
                     f"{max(0, deadline - time.time()):.0f} s")
         return tab
 
     def summary(self) -> dict:
+        """Counts and the incumbent (no secret seeds: those are in the ledger with each verdict)."""
+        self.check_pin()
         recs = [r for r in self.ledger.records() if r.get("kind") == "trial"]
         by = {s: sum(r["status"] == s for r in recs) for s in ("keep", "discard", "rejected", "crash", "pruned", "cut")}
-        return {"trials": len(recs), **by, "incumbent": self.state["incumbent"], "noise_floor": self.state["noise_floor"],
-                "ledger": str(self.ledger.path), "ledger_records": self.ledger.verify()}
+        try:
+            n = self.ledger.verify()
+        except LedgerError as exc:
+            n = f"DOES NOT VERIFY: {exc}"
+        s = self.derived
+        return {"trials": len(recs), **by, "incumbent": s.incumbent.trial if s.incumbent else None,
+                "noise_floor": s.noise_floor, "promotion_attempts": s.promotion_attempts,
+                "ledger": str(self.ledger.path), "ledger_records": n}
 
     # ---- promotion ---------------------------------------------------------------------------
     def promote(self) -> dict | None:
-        from simgate.policies.evaluation import evaluate, seeds_for
-        from simgate.policies.promotion import env_spec
-        from simgate.policies.registry import Registry
+        self.lock()
+        try:
+            self.open_ledger()
+            return self._promote_locked()
+        finally:
+            self.unlock()
 
-        inc = self.state["incumbent"]
-        if inc is None:
-            self.ledger.append({"kind": "promotion", "status": "refused", "reason": "no kept trial"})
-            return None
-        rec = self.ledger.latest_by_trial()[inc]
-        pol, pr = self._policy(inc), self.spec.promotion
-        hold = evaluate(pol, self.spec.task.env_id, seeds_for("holdout", pr.holdout_episodes))
-        robust = evaluate(pol, self.spec.task.env_id, seeds_for("holdout", pr.holdout_episodes), {"randomization": "preset"})
-        problems = []
-        if hold.success_rate < pr.min_holdout_success:
-            problems.append(f"holdout success {hold.success_rate:.3f} < {pr.min_holdout_success}")
-        if robust.success_rate < pr.min_robust_success:
-            problems.append(f"robust success {robust.success_rate:.3f} < {pr.min_robust_success}")
-        if hold.self_collision_steps > pr.max_safety_violations:
-            problems.append(f"{hold.self_collision_steps} self-collision steps > {pr.max_safety_violations}")
-        entry = {"kind": "promotion", "trial": None, "candidate": inc, "holdout": hold.summary(),
-                 "robustness": robust.summary()}
-        if problems:
-            self.ledger.append({**entry, "status": "refused", "reason": "; ".join(problems)})
-            console.print(f"[yellow]promotion refused[/yellow]: {'; '.join(problems)}")
-            return None
-        trial_dir = self.dir / "trials" / f"{inc:04d}"
-        run_cfg = json.loads((trial_dir / "run.json").read_text()) if (trial_dir / "run.json").exists() else {}
-        import yaml
+    def _promote_locked(self) -> dict | None:
+        from simgate.autoresearch.promote import promote_incumbent
 
-        meta = {**env_spec(self.spec.task.env_id), "holdout": hold.summary(),
-                "robustness": {"randomization": "preset", **robust.summary()},
-                "training": {"config": yaml.safe_load((trial_dir / "config.yaml").read_text()),
-                             "steps": run_cfg.get("steps"), "wall_s": run_cfg.get("wall_s")},
-                "ledger_entry": {"path": str(self.ledger.path), "seq": rec["seq"], "hash": rec["hash"], "trial": inc},
-                "study": self.spec.name}
-        digest = Registry(self.registry_dir).promote(trial_dir / "policy.ts", meta, name=self.spec.name)
-        self.ledger.append({**entry, "status": "promoted", "registry_id": digest,
-                            "reason": f"holdout {hold.success_rate:.3f}, robust {robust.success_rate:.3f}"})
-        console.print(f"[green]promoted[/green] trial {inc} as {digest[:12]} (holdout {hold.success_rate:.3f})")
-        return {"registry_id": digest, "trial": inc, "holdout_success": hold.success_rate,
-                "robust_success": robust.success_rate}
+        return promote_incumbent(self)
+
+
+class _Checkout:
+    """A hash-checked private copy of stored bytes, loaded as a policy; removed on exit."""
+
+    def __init__(self, store: ArtifactStore, sha: str, layout_sha: str) -> None:
+        self.store, self.sha, self.lsha = store, sha, layout_sha
+
+    def __enter__(self) -> _Checkout:
+        from simgate.policies.export import TorchPolicy
+
+        self.tmp = private_dir("simgate-judge-")
+        self.path = self.store.checkout(self.sha, self.lsha, self.tmp)
+        self.policy = TorchPolicy(self.path)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _coordinator_heartbeat(spec, url: str) -> threading.Event:
+    """Tell standalone workers on the storage that a coordinator is judging (they stop when it goes)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        study = open_study(spec, url, create=False)
+        while not stop.is_set():
+            try:
+                study.set_user_attr(HEARTBEAT_ATTR, time.time())
+            except Exception:  # noqa: BLE001 - a busy SQLite file: next beat
+                pass
+            stop.wait(5.0)
+
+    threading.Thread(target=beat, daemon=True, name="simgate-coordinator-heartbeat").start()
+    return stop
+
+
+__all__ = ["Coordinator", "StudyRecord", "baseline_params", "study_dir_for", "submit_candidate"]

@@ -1,86 +1,242 @@
-"""The append-only trial ledger: one JSON line per record, each carrying the SHA-256 of the
-previous record, so any edit to history is detected (``verify`` names the first bad record).
+"""The append-only trial ledger, authenticated and anchored.
 
-Appends take an exclusive file lock and are fsync'ed, so several worker processes can write and
-a SIGKILL never leaves a half line behind (a torn last line is detected and reported).
+One JSON line per record: ``{"seq", "prev", "body", "mac"}``. ``mac`` is HMAC-SHA256 over
+(seq, prev, body) with a key that lives outside the study directory (see
+``policies.provenance.key_dir``); ``prev`` is the previous record's mac, so records chain. The
+head (last seq + mac, itself authenticated) is written atomically after every append to the key
+folder and, as a copy for people, to ``ledger.head`` next to the ledger. Without the key nobody
+can rewrite, re-chain or append; dropping records is caught by the head.
+
+A record is at most ``MAX_RECORD_BYTES``. Appends take an exclusive lock and are fsync'ed. A
+torn last line (a writer killed mid-append) fails ``verify`` until ``repair`` (run by the
+coordinator on resume) truncates it and appends a notice saying so.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
+import secrets
+import signal
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
+from simgate.autoresearch.records import StudyRecord, parse_body
 from simgate.errors import SimgateError
+from simgate.policies.provenance import key_dir, load_key, mac_hex, mac_ok
 
 GENESIS = "0" * 64
+MAX_RECORD_BYTES = 64 * 1024
+_appends_in_process = 0
 
 
 class LedgerError(SimgateError):
     """The ledger does not verify; the message names the first bad record."""
 
 
-def _digest(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+def _payload(seq: int, prev: str, body: dict) -> bytes:
+    return json.dumps({"seq": seq, "prev": prev, "body": body}, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _head_payload(key_id: str, seq: int, mac: str) -> bytes:
+    return f"head:{key_id}:{seq}:{mac}".encode()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fault(point: str) -> bool:
+    """Fault injection for the crash tests: SIMGATE_FAULT_LEDGER=after-append:K | mid-append:K."""
+    v = os.environ.get("SIMGATE_FAULT_LEDGER", "")
+    return v.startswith(point + ":") and v.split(":")[1] == str(_appends_in_process)
 
 
 class Ledger:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.touch(exist_ok=True)
 
-    def append(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Add a record (a dict of JSON values); returns it with ``seq``, ``prev_hash``, ``hash``."""
-        with open(self.path, "r+") as f:
+    # ---- creation and keys -------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, study: dict[str, Any]) -> Ledger:
+        """A new ledger whose record 0 is the study (``study`` = StudyRecord fields but key_id)."""
+        led = cls(path)
+        led.path.parent.mkdir(parents=True, exist_ok=True)
+        if led.path.exists() and led.path.stat().st_size:
+            raise LedgerError(f"{led.path}: already exists")
+        key_id = secrets.token_hex(8)
+        load_key(key_id, create=True)
+        led.path.touch()
+        led.append(StudyRecord(**study, key_id=key_id))
+        return led
+
+    def _first_line(self) -> dict:
+        with open(self.path) as f:
+            line = f.readline()
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            raise LedgerError(f"{self.path}: record 0 is not valid JSON") from None
+
+    def key_id(self) -> str:
+        body = self._first_line().get("body")
+        if not isinstance(body, dict) or body.get("kind") != "study" or not isinstance(body.get("key_id"), str):
+            raise LedgerError(f"{self.path}: record 0 is not the study record (no key id)")
+        return body["key_id"]
+
+    def _key(self) -> bytes:
+        try:
+            return load_key(self.key_id())
+        except (FileNotFoundError, ValueError) as exc:
+            raise LedgerError(f"{self.path}: cannot authenticate: {exc}") from None
+
+    def head_path(self) -> Path:
+        return key_dir() / f"{self.key_id()}.head"
+
+    # ---- append ------------------------------------------------------------------------------
+    def append(self, record: BaseModel) -> dict[str, Any]:
+        """Append a record model; returns the stored record flattened (body + ``seq`` + ``hash``)."""
+        global _appends_in_process
+        body = record.model_dump(mode="json")
+        parse_body(body)
+        key_id = body["key_id"] if body.get("kind") == "study" else self.key_id()
+        key = load_key(key_id)
+        with open(self.path, "r+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                lines = [ln for ln in f.read().splitlines() if ln.strip()]
-                prev = json.loads(lines[-1]) if lines else None
-                rec = {**record, "seq": (prev["seq"] + 1) if prev else 0,
-                       "prev_hash": prev["hash"] if prev else GENESIS}
-                rec["hash"] = _digest(rec)
-                f.seek(0, os.SEEK_END)
-                f.write(json.dumps(rec, sort_keys=True) + "\n")
+                data = f.read()
+                if data and not data.endswith(b"\n"):
+                    raise LedgerError(f"{self.path}: the last record is torn; `simgate research resume` repairs it")
+                lines = data.splitlines()
+                last = json.loads(lines[-1]) if lines else None
+                seq, prev = (last["seq"] + 1, last["mac"]) if last else (0, GENESIS)
+                line = json.dumps({"seq": seq, "prev": prev, "body": body, "mac": mac_hex(key, _payload(seq, prev, body))},
+                                  sort_keys=True, separators=(",", ":")).encode() + b"\n"
+                if len(line) > MAX_RECORD_BYTES:
+                    raise LedgerError(f"{self.path}: record {seq} ({body.get('kind')}) is {len(line)} bytes, over the "
+                                      f"{MAX_RECORD_BYTES}-byte cap")
+                _appends_in_process += 1
+                if _fault("mid-append"):
+                    f.write(line[: len(line) // 2])
+                    f.flush()
+                    os.fsync(f.fileno())
+                    os.kill(os.getpid(), signal.SIGKILL)
+                f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
+                mac = json.loads(line)["mac"]
+                if _fault("after-append"):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                self._write_head(key_id, key, seq, mac)
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
-        return rec
+        return {**body, "seq": seq, "hash": mac}
 
-    def records(self) -> list[dict[str, Any]]:
+    def _write_head(self, key_id: str, key: bytes, seq: int, mac: str) -> None:
+        head = json.dumps({"key_id": key_id, "seq": seq, "hash": mac, "mac": mac_hex(key, _head_payload(key_id, seq, mac))})
+        _atomic_write(key_dir() / f"{key_id}.head", head)
+        _atomic_write(self.path.with_name(self.path.stem + ".head"), head)
+
+    # ---- read --------------------------------------------------------------------------------
+    def _lines(self) -> list[dict]:
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        elif lines:
+            raise LedgerError(f"{self.path}: record {len(lines) - 1} is torn (incomplete last line); "
+                              "`simgate research resume` truncates it")
         out = []
-        for n, line in enumerate(self.path.read_text().splitlines()):
-            if not line.strip():
-                continue
+        for n, line in enumerate(lines):
+            if len(line) > MAX_RECORD_BYTES:
+                raise LedgerError(f"{self.path}: record {n} is over the {MAX_RECORD_BYTES}-byte cap")
             try:
                 out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise LedgerError(f"{self.path}: record {n} is not valid JSON (torn or edited line)") from exc
+            except json.JSONDecodeError:
+                raise LedgerError(f"{self.path}: record {n} is not valid JSON (edited line)") from None
         return out
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every record flattened (body + ``seq`` + ``hash``); not authenticated - see ``verify``."""
+        if not self.path.exists():
+            return []
+        return [{**r.get("body", {}), "seq": r.get("seq"), "hash": r.get("mac")} for r in self._lines()]
+
     def verify(self) -> int:
-        """Check the chain; returns the number of records or raises LedgerError at the first bad one."""
+        """Authenticate every record and the head; returns the number of records or raises
+        LedgerError naming the first bad record."""
+        if not self.path.exists() or not self.path.stat().st_size:
+            raise LedgerError(f"{self.path}: empty or missing ledger")
+        key = self._key()
         prev = GENESIS
-        recs = self.records()
-        for i, rec in enumerate(recs):
-            if rec.get("seq") != i:
-                raise LedgerError(f"{self.path}: record {i} has seq {rec.get('seq')} (records removed or reordered)")
-            if rec.get("prev_hash") != prev:
+        lines = self._lines()
+        for i, rec in enumerate(lines):
+            if not isinstance(rec, dict) or set(rec) != {"seq", "prev", "body", "mac"}:
+                raise LedgerError(f"{self.path}: record {i} is not a ledger record")
+            if rec["seq"] != i:
+                raise LedgerError(f"{self.path}: record {i} has seq {rec['seq']} (records removed or reordered)")
+            if rec["prev"] != prev:
                 raise LedgerError(f"{self.path}: record {i} does not follow record {i - 1} (history edited)")
-            if _digest(rec) != rec.get("hash"):
-                raise LedgerError(f"{self.path}: record {i} (trial {rec.get('trial')}) was modified after it was written")
-            prev = rec["hash"]
-        return len(recs)
+            if not mac_ok(key, _payload(i, rec["prev"], rec["body"]), rec["mac"]):
+                raise LedgerError(f"{self.path}: record {i} fails authentication (forged, rewritten or re-chained)")
+            try:
+                parse_body(rec["body"])
+            except ValueError as exc:
+                raise LedgerError(f"{self.path}: record {i}: {exc}") from None
+            if (i == 0) != (rec["body"]["kind"] == "study"):
+                raise LedgerError(f"{self.path}: record {i}: the study record must be record 0 and only record 0")
+            prev = rec["mac"]
+        self._check_head(key, lines)
+        return len(lines)
+
+    def _check_head(self, key: bytes, lines: list[dict]) -> None:
+        key_id = self.key_id()
+        hp = key_dir() / f"{key_id}.head"
+        try:
+            head = json.loads(hp.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            raise LedgerError(f"{self.path}: its head {hp} is missing or unreadable: cannot rule out truncation") from None
+        if not mac_ok(key, _head_payload(key_id, head.get("seq"), head.get("hash")), head.get("mac")):
+            raise LedgerError(f"{hp}: head fails authentication")
+        seq = head["seq"]
+        if seq >= len(lines):
+            raise LedgerError(f"{self.path}: record {len(lines)} is missing: the head says the ledger reaches record "
+                              f"{seq}, the file ends at record {len(lines) - 1} (records dropped or truncated)")
+        if lines[seq]["mac"] != head["hash"]:
+            raise LedgerError(f"{self.path}: record {seq} does not match the head (rewritten)")
+        # records after the head are authenticated: a crash between append and head write
+
+    def head(self) -> dict[str, Any]:
+        lines = self._lines()
+        return {"seq": lines[-1]["seq"], "hash": lines[-1]["mac"]} if lines else {"seq": -1, "hash": GENESIS}
+
+    def repair(self) -> str | None:
+        """Truncate a torn last line (kill -9 mid-append); returns what was done, or None."""
+        if not self.path.exists():
+            return None
+        with open(self.path, "r+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                data = f.read()
+                if not data or data.endswith(b"\n"):
+                    return None
+                cut = data.rfind(b"\n") + 1
+                f.truncate(cut)
+                f.flush()
+                os.fsync(f.fileno())
+                n = data[:cut].count(b"\n")
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+        return f"record {n} was torn ({len(data) - cut} bytes, a writer killed mid-append): truncated on resume"
 
     def latest_by_trial(self) -> dict[int, dict[str, Any]]:
         """The last record of every trial number."""
-        out: dict[int, dict[str, Any]] = {}
-        for rec in self.records():
-            if "trial" in rec:
-                out[rec["trial"]] = rec
-        return out
+        return {r["trial"]: r for r in self.records() if r.get("kind") == "trial"}

@@ -6,6 +6,8 @@ the front matter is kept for humans and agents (``Program.prose``).
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import re
 from pathlib import Path
@@ -76,10 +78,14 @@ class Param(_Strict):
 
 class Acceptance(_Strict):
     selection_episodes: int = Field(30, gt=0, description="episodes per trial on the selection seeds")
-    fresh_episodes: int = Field(50, gt=0, description="episodes of the trusted re-evaluation on fresh seeds")
+    fresh_episodes: int = Field(100, gt=0, description="secret fresh episodes at the gate's first look")
+    max_fresh_episodes: int = Field(800, gt=0, description="the sequential test's last look (close calls only)")
     min_improvement: float = Field(0.0, ge=0, description="required gain over the incumbent on fresh seeds")
-    significance: float = Field(0.05, gt=0, lt=1, description="one-sided p-value of the paired test")
-    reproduce_tolerance: float = Field(0.1, ge=0, description="claimed - fresh metric larger than this = not reproduced")
+    false_keep_per_study: float = Field(0.01, gt=0, lt=1, description="chance of keeping any equal candidate in a study")
+    reproduce_alpha: float = Field(0.01, gt=0, lt=1, description="claim vs fresh: one-sided Fisher test level")
+    reproduce_tolerance: float = Field(0.0, ge=0, description="claimed - fresh within this slack is never rejected")
+    noise_floor_cap: float = Field(0.05, ge=0, le=1, description="the measured noise floor raises the threshold "
+                                                                "at most to this (a bad baseline cannot block the study)")
 
 
 class Promotion(_Strict):
@@ -88,6 +94,8 @@ class Promotion(_Strict):
     min_robust_success: float = Field(0.0, ge=0, le=1, description="under the randomization preset")
     max_safety_violations: int = Field(0, ge=0, description="self-collision steps on the holdout episodes")
     auto_promote: bool = True
+    max_attempts: int = Field(3, ge=1, description="promotion attempts per study, each on a fresh secret holdout sample")
+    audit: bool = Field(True, description="re-train the candidate from its reported params and seed before promotion")
 
 
 class Proposer(_Strict):
@@ -152,6 +160,9 @@ class Program(BaseModel):
     spec: ProgramSpec
     prose: str
     path: str
+    text: str  # the file as read: pinned by the study
+    sha256: str  # of ``text``
+    spec_sha256: str  # of the effective spec (smoke overrides applied)
 
 
 _FRONT = re.compile(r"^---\s*\n(.*?)\n---\s*\n?(.*)$", re.S)
@@ -177,9 +188,12 @@ def resolve_program_path(path: str | Path) -> Path:
 
 # SIMGATE_SMOKE=1: every program's budgets shrink to a smoke run (CI, the README's commands);
 # the figures such a run prints say nothing about the recipe
+# The gate's logic stays on: secret seeds, the reproduce test, the paired sequential test, the
+# audit, bounded promotion attempts; only episode counts and the promotion thresholds a 1500-step
+# policy cannot meet are smaller.
 SMOKE_OVERRIDES: dict[str, Any] = {
     "budgets": {"trial_env_steps": 1500, "trial_wall_s": 90, "total_wall_s": 120, "max_trials": 2},
-    "acceptance": {"selection_episodes": 5, "fresh_episodes": 10, "reproduce_tolerance": 1.0},
+    "acceptance": {"selection_episodes": 10, "fresh_episodes": 10, "max_fresh_episodes": 40},
     "promotion": {"holdout_episodes": 10, "min_holdout_success": 0.0, "min_robust_success": 0.0,
                   "max_safety_violations": 100000},
 }
@@ -211,6 +225,7 @@ def split_front_matter(path: Path) -> tuple[dict, str]:
 def load_program(path: str | Path) -> Program:
     """Load a program file (or a built-in program by name). ``SIMGATE_SMOKE=1`` shrinks its budgets."""
     path = resolve_program_path(path)
+    text = path.read_text()
     data, prose = split_front_matter(path)
     if smoke_mode() and isinstance(data, dict):
         data = merge(data, SMOKE_OVERRIDES)
@@ -221,4 +236,54 @@ def load_program(path: str | Path) -> Program:
         raise ConfigError(f"{path}: {errs}") from exc
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    return Program(spec=spec, prose=prose.strip(), path=str(path))
+    spec_sha = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    return Program(spec=spec, prose=prose.strip(), path=str(path), text=text,
+                   sha256=hashlib.sha256(text.encode()).hexdigest(), spec_sha256=spec_sha)
+
+
+def check_pinned(program: Program, pinned_sha256: str, pinned_spec_sha256: str, where: str) -> None:
+    """Refuse a program other than the one the study pinned (naming both hashes)."""
+    if program.sha256 != pinned_sha256:
+        raise ConfigError(f"{program.path}: program sha256 {program.sha256[:16]} differs from the one {where} pinned "
+                          f"({pinned_sha256[:16]}); a study runs one program - use a new study name")
+    if program.spec_sha256 != pinned_spec_sha256:
+        raise ConfigError(f"{program.path}: effective program (spec sha256 {program.spec_sha256[:16]}) differs from the "
+                          f"one {where} pinned ({pinned_spec_sha256[:16]}): SIMGATE_SMOKE set differently?")
+
+
+# ---- the search space, enforced on the trusted side ---------------------------------------------
+def _check_value(name: str, prm: Param, value: Any) -> None:
+    if prm.type == "categorical":
+        if not any(type(value) is type(c) and value == c for c in prm.choices):
+            raise ValueError(f"{name}: {value!r} is not one of {prm.choices}")
+        return
+    if prm.type == "int":
+        if type(value) is not int:
+            raise ValueError(f"{name}: {value!r} is not an integer")
+    elif type(value) not in (int, float) or not math.isfinite(value):
+        raise ValueError(f"{name}: {value!r} is not a finite number")
+    if not (prm.low <= value <= prm.high):
+        raise ValueError(f"{name}: {value} outside [{prm.low}, {prm.high}]")
+
+
+def _active(spec: ProgramSpec, params: dict[str, Any], name: str) -> bool:
+    prm = spec.search_space[name]
+    return not prm.when or all(d in params and params[d] == v for d, v in prm.when.items())
+
+
+def validate_params(spec: ProgramSpec, params: Any, complete: bool = True) -> dict[str, Any]:
+    """Strict check of parameter values against the search space: no bool for a number, no 2.5
+    for an int, no lists or strings for numbers. ``complete``: every active parameter present and
+    no inactive one (a trained trial); otherwise a subset (a proposal). Raises ValueError."""
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a JSON object of search-space values, got {type(params).__name__}")
+    for name, value in params.items():
+        if name not in spec.search_space:
+            raise ValueError(f"{name!r} is not in the program's search space")
+        _check_value(name, spec.search_space[name], value)
+    if complete:
+        for name in spec.search_space:
+            if _active(spec, params, name) != (name in params):
+                state = "missing" if name not in params else "set although its 'when' does not hold"
+                raise ValueError(f"{name}: {state}")
+    return dict(params)

@@ -32,10 +32,10 @@ def write_report(study_dir: str | Path, spec, video: bool = True) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     best, stair = None, []
     for r in trials:
-        m = r.get("metrics", {})
-        if "claimed_selection" in m:
-            ax.scatter(r["trial"], m["claimed_selection"], marker="x", color=colors[r["status"]])
-        if "fresh" in m:
+        m, claimed = r["verified"], r["reported"].get("claimed")
+        if claimed is not None:
+            ax.scatter(r["trial"], claimed, marker="x", color=colors[r["status"]])
+        if m.get("fresh") is not None:
             ax.scatter(r["trial"], m["fresh"], marker="o", color=colors[r["status"]], label=r["status"])
         if r["status"] == "keep":
             best = m.get("fresh")
@@ -73,11 +73,13 @@ def write_report(study_dir: str | Path, spec, video: bool = True) -> Path:
         importance_note = f"(parameter importance not available: {type(exc).__name__}: {exc})"
 
     # 3. spread over fresh seeds of kept trials
-    kept = [r for r in trials if r["status"] == "keep" and "fresh_ci95" in r.get("metrics", {})]
+    from simgate.policies.evaluation import wilson_interval
+
+    kept = [r for r in trials if r["status"] == "keep" and r["verified"].get("fresh_episodes")]
     fig, ax = plt.subplots(figsize=(6, 3))
     for r in kept:
-        lo, hi = r["metrics"]["fresh_ci95"]
-        f = r["metrics"]["fresh"]
+        f, n = r["verified"]["fresh"], r["verified"]["fresh_episodes"]
+        lo, hi = wilson_interval(round(f * n), n)
         ax.errorbar(r["trial"], f, yerr=[[f - lo], [hi - f]], fmt="o", color="tab:green", capsize=4)
     ax.set_xlabel("kept trial")
     ax.set_ylabel("fresh-seed success (95 % CI)")
@@ -89,22 +91,32 @@ def write_report(study_dir: str | Path, spec, video: bool = True) -> Path:
     # 4. video of the promoted policy
     promoted = next((p for p in reversed(promos) if p.get("status") == "promoted"), None)
     video_path = None
-    if promoted and video:
+    if promoted and video:  # after the decision, from the judged bytes
+        import shutil
+
+        from simgate.autoresearch.store import ArtifactStore, private_dir
         from simgate.policies.export import TorchPolicy
         from simgate.sim.video import record_video
 
-        pol = TorchPolicy(d / "trials" / f"{promoted['candidate']:04d}" / "policy.ts")
-        video_path = figs / "promoted.mp4"
-        record_video(spec.task.env_id, lambda env: pol, video_path, episodes=3, seed=9_000_000, size=(320, 240))
+        judged = next(r for r in trials if r["trial"] == promoted["candidate"] and r["status"] == "keep")["verified"]
+        tmp = private_dir("simgate-video-")
+        try:
+            pol = TorchPolicy(ArtifactStore(d / "store").checkout(judged["artifact_sha256"], judged["layout_sha256"], tmp))
+            video_path = figs / "promoted.mp4"
+            record_video(spec.task.env_id, lambda env: pol, video_path, episodes=3, seed=9_000_000, size=(320, 240))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     lines = [f"# Research report: {spec.name}", "",
              f"Task `{spec.task.env_id}`, metric `{spec.metric.name}` ({spec.metric.direction}). "
-             f"Ledger: {n_verified} records, hash chain verified.", ""]
+             f"Ledger: {n_verified} records, authenticated and anchored.", ""]
     counts = {s: sum(r["status"] == s for r in trials) for s in colors}
     lines += ["| trials | " + " | ".join(counts) + " |", "|---" * (len(counts) + 1) + "|",
               f"| {len(trials)} | " + " | ".join(str(v) for v in counts.values()) + " |", ""]
-    noise = next((r.get("noise_floor") for r in reversed(trials) if r.get("noise_floor") is not None), None)
-    lines.append(f"Noise floor (baseline trained twice, fresh seeds): {noise if noise is not None else 'not measured yet'}")
+    noise = next((r["verified"]["noise_floor"] for r in reversed(trials) if r["verified"].get("noise_floor") is not None),
+                 None)
+    lines.append(f"Noise floor (baseline trained twice, the same secret seeds): "
+                 f"{noise if noise is not None else 'not measured yet'}")
     lines.append("")
     if promoted:
         lines += [f"**Promoted**: trial {promoted['candidate']} as `{promoted['registry_id'][:12]}` - holdout success "
@@ -117,12 +129,15 @@ def write_report(study_dir: str | Path, spec, video: bool = True) -> Path:
     lines += ["![kept trials](report/kept_spread.png)", ""]
     if video_path:
         lines += ["Video of the promoted policy: [report/promoted.mp4](report/promoted.mp4)", ""]
-    lines += ["| trial | status | claimed | fresh | reason | params |", "|---|---|---|---|---|---|"]
+    lines += ["| trial | status | claimed (reported) | fresh (verified) | episodes | reason | params |",
+              "|---|---|---|---|---|---|---|"]
     for r in trials:
-        m = r.get("metrics", {})
-        c = f"{m['claimed_selection']:.3f}" if "claimed_selection" in m else ""
-        f = f"{m['fresh']:.3f}" if "fresh" in m else ""
-        lines.append(f"| {r['trial']} | {r['status']} | {c} | {f} | {r['reason']} | `{json.dumps(r.get('params'))}` |")
+        m, claimed = r["verified"], r["reported"].get("claimed")
+        c = f"{claimed:.3f}" if claimed is not None else ""
+        f = f"{m['fresh']:.3f}" if m.get("fresh") is not None else ""
+        reason = str(r["reason"]).replace("|", "/")
+        lines.append(f"| {r['trial']} | {r['status']} | {c} | {f} | {m.get('fresh_episodes') or ''} | {reason} | "
+                     f"`{json.dumps(r['reported'].get('params'))}` |")
     out = d / "report.md"
     out.write_text("\n".join(lines) + "\n")
     return out

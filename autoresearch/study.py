@@ -73,14 +73,22 @@ def make_sampler(spec: ProgramSpec, seed: int = 0):
     return optuna.samplers.GridSampler(grid, seed=seed)
 
 
-def open_study(spec: ProgramSpec, url: str, create: bool = True) -> optuna.Study:
+def random_seed() -> int:
+    """A sampler seed per process: parallel workers must not propose identical trials."""
+    import secrets
+
+    return secrets.randbits(31)
+
+
+def open_study(spec: ProgramSpec, url: str, create: bool = True, seed: int | None = None) -> optuna.Study:
     storage = make_storage(url)
+    seed = random_seed() if seed is None else seed
     direction = "maximize" if spec.metric.direction == "maximize" else "minimize"
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1) if spec.proposer.prune else optuna.pruners.NopPruner()
     if create:
         return optuna.create_study(study_name=spec.name, storage=storage, direction=direction,
-                                   sampler=make_sampler(spec), pruner=pruner, load_if_exists=True)
-    return optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec), pruner=pruner)
+                                   sampler=make_sampler(spec, seed), pruner=pruner, load_if_exists=True)
+    return optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec, seed), pruner=pruner)
 
 
 def suggest(trial: optuna.Trial, spec: ProgramSpec) -> dict[str, Any]:
@@ -106,19 +114,23 @@ def suggest(trial: optuna.Trial, spec: ProgramSpec) -> dict[str, Any]:
     return params
 
 
-def encode_for_enqueue(spec: ProgramSpec, params: dict[str, Any]) -> dict[str, Any]:
-    """Map externally proposed values to what ``suggest`` reads back (categoricals as repr)."""
-    out = {}
-    for name, value in params.items():
-        if name not in spec.search_space:
-            raise ValueError(f"{name!r} is not in the program's search space")
-        prm = spec.search_space[name]
-        if prm.type == "categorical":
-            if value not in prm.choices:
-                raise ValueError(f"{name}: {value!r} is not one of {prm.choices}")
-            out[name] = repr(value)
-        else:
-            if not (prm.low <= value <= prm.high):
-                raise ValueError(f"{name}: {value} outside [{prm.low}, {prm.high}]")
-            out[name] = value
-    return out
+def encode_for_enqueue(spec: ProgramSpec, params: dict[str, Any], complete: bool = False) -> dict[str, Any]:
+    """Map proposed values (checked strictly against the space) to what ``suggest`` reads back
+    (categoricals as repr). Raises ValueError naming the parameter."""
+    from simgate.autoresearch.program import validate_params
+
+    params = validate_params(spec, params, complete=complete)
+    return {k: repr(v) if spec.search_space[k].type == "categorical" else v for k, v in params.items()}
+
+
+# ---- the study's pin and the coordinator's liveness, as seen by workers (storage attributes) ----
+PIN_ATTRS = ("program_sha256", "spec_sha256")
+HEARTBEAT_ATTR = "coordinator_heartbeat"
+COORDINATOR_STALE_S = float(os.environ.get("SIMGATE_COORDINATOR_STALE_S", 60))
+
+
+def coordinator_alive(study: optuna.Study) -> bool:
+    import time
+
+    beat = study.user_attrs.get(HEARTBEAT_ATTR)
+    return isinstance(beat, (int, float)) and time.time() - beat < COORDINATOR_STALE_S

@@ -1,7 +1,12 @@
-"""A research worker: asks the study for a candidate, trains it with policies/ under the trial
-budget, evaluates it with the shared harness on the ``selection`` seeds (the only seeds a
-proposer ever sees), and tells the study. Crashes, divergence (NaN) and budget overruns are
-recorded on the trial; the loop goes on. Intermediate evaluations feed Optuna's pruner.
+"""A research worker - the *untrusted* half: asks the study for a candidate, trains it with
+policies/ under the trial budget, evaluates it on the ``selection`` seeds (the only seeds a
+proposer ever sees), and tells the study its claim. Nothing it reports is trusted: the
+coordinator copies the artifact, re-checks the parameters and judges on secret seeds.
+
+An honest worker still refuses what the trusted side would reject anyway: a program other than
+the one the study pinned (both hashes named), a queued trial outside the search space (recorded
+as refused, not trained). It exits when its coordinator dies (parent-death signal, a changed
+parent pid, or a stale coordinator heartbeat on the storage) before it starts another trial.
 
 Fault injection for tests: ``SIMGATE_FAULT_LIE=all|N,M`` makes this worker claim a selection
 success of 1.0 for those trials (a lying worker; the trusted gate must catch it).
@@ -19,8 +24,8 @@ from pathlib import Path
 
 import optuna
 
-from simgate.autoresearch.program import load_program
-from simgate.autoresearch.study import open_study, suggest
+from simgate.autoresearch.program import check_pinned, load_program, validate_params
+from simgate.autoresearch.study import PIN_ATTRS, coordinator_alive, open_study, suggest
 
 TRAIN_SEED_BASE = 7_000
 
@@ -34,13 +39,26 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def train_seed(trial_number: int) -> int:
+    return TRAIN_SEED_BASE + trial_number
+
+
+def trial_recipe(spec, params: dict, trial_number: int):
+    """The recipe a trial trains (the audit re-trains exactly this from the reported params)."""
+    from simgate.policies.recipes import default_recipe
+
+    budget = spec.budgets
+    return default_recipe(
+        spec.task.env_id,
+        **{**spec.base_recipe, **params,
+           "total_steps": budget.trial_env_steps, "seed": train_seed(trial_number),
+           "eval_every_steps": max(500, budget.trial_env_steps // 4), "eval_episodes": 10,
+           "checkpoint_every_steps": 10 ** 9, "stop_at_success": None},
+    )
+
+
 def run_one_trial(study: optuna.Study, spec, study_dir: Path, worker: str, deadline_ts: float) -> None:
     import torch
-
-    from simgate.policies.evaluation import evaluate, seeds_for
-    from simgate.policies.export import TorchPolicy
-    from simgate.policies.recipes import default_recipe
-    from simgate.policies.train import train
 
     torch.set_num_threads(1)
     trial = study.ask()
@@ -52,7 +70,7 @@ def run_one_trial(study: optuna.Study, spec, study_dir: Path, worker: str, deadl
         return
     stop_beat = _start_heartbeat(study, trial)
     try:
-        _run(study, trial, spec, study_dir, worker, deadline_ts, train, evaluate, seeds_for, TorchPolicy, default_recipe)
+        _run(study, trial, spec, run_dir, worker, deadline_ts)
     finally:
         stop_beat.set()
 
@@ -68,7 +86,7 @@ def _start_heartbeat(study: optuna.Study, trial: optuna.Trial) -> threading.Even
 
     def beat() -> None:
         while not stop.is_set():
-            if os.getppid() != parent and os.environ.get("SIMGATE_STANDALONE_WORKER") != "1":
+            if os.getppid() != parent and not _standalone():
                 os._exit(3)  # the coordinator died: stop (this trial is re-queued on resume)
             try:
                 storage.record_heartbeat(trial._trial_id)
@@ -80,22 +98,29 @@ def _start_heartbeat(study: optuna.Study, trial: optuna.Trial) -> threading.Even
     return stop
 
 
-def _run(study, trial, spec, study_dir, worker, deadline_ts, train, evaluate, seeds_for, TorchPolicy, default_recipe):
-    params = suggest(trial, spec)
+def _refuse(study, trial, reason: str) -> None:
+    trial.set_user_attr("refused", True)
+    trial.set_user_attr("reason", reason[:500])
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _run(study, trial, spec, run_dir: Path, worker: str, deadline_ts: float) -> None:
+    from simgate.policies.evaluation import evaluate, seeds_for
+    from simgate.policies.export import TorchPolicy
+    from simgate.policies.train import train
+
     n = trial.number
     trial.set_user_attr("worker", worker)
+    try:
+        params = validate_params(spec, suggest(trial, spec))
+    except ValueError as exc:
+        _refuse(study, trial, f"outside the search space: {exc}")
+        return
     trial.set_user_attr("params", params)
-    run_dir = study_dir / "trials" / f"{n:04d}"
     t0 = time.monotonic()
     budget = spec.budgets
     try:
-        recipe = default_recipe(
-            spec.task.env_id,
-            **{**spec.base_recipe, **params,
-               "total_steps": budget.trial_env_steps, "seed": TRAIN_SEED_BASE + n,
-               "eval_every_steps": max(500, budget.trial_env_steps // 4), "eval_episodes": 10,
-               "checkpoint_every_steps": 10 ** 9, "stop_at_success": None},
-        )
+        recipe = trial_recipe(spec, params, n)
 
         def on_eval(steps: int, success: float) -> bool:
             trial.report(success, steps)
@@ -120,10 +145,9 @@ def _run(study, trial, spec, study_dir, worker, deadline_ts, train, evaluate, se
         value = res.success_rate if spec.metric.name == "success_rate" else res.mean_return
         if _lies(n):
             value = 1.0 if spec.metric.name == "success_rate" else 0.0
-        trial.set_user_attr("artifact", str(policy_path))
         trial.set_user_attr("artifact_hash", sha256_file(policy_path))
         trial.set_user_attr("wall_s", round(time.monotonic() - t0, 2))
-        trial.set_user_attr("train_seed", TRAIN_SEED_BASE + n)
+        trial.set_user_attr("train_seed", train_seed(n))
         study.tell(trial, value)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded and the loop goes on
         kind = "diverged (non-finite values)" if isinstance(exc, FloatingPointError) or "nan" in str(exc).lower() else "crashed"
@@ -138,14 +162,61 @@ def count_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
+def _standalone() -> bool:
+    return os.environ.get("SIMGATE_STANDALONE_WORKER") == "1"
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the coordinator that started it dies."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def check_study_pin(program, study: optuna.Study) -> None:
+    pin = [study.user_attrs.get(a) for a in PIN_ATTRS]
+    if all(pin):
+        check_pinned(program, pin[0], pin[1], f"study {study.study_name!r}")
+
+
+def coordinator_gone(study: optuna.Study, parent: int, waited_s: float) -> bool:
+    """Before each trial: is there still a coordinator to judge it?"""
+    if not _standalone():
+        return os.getppid() != parent
+    if coordinator_alive(study):
+        return False
+    from simgate.autoresearch.study import COORDINATOR_STALE_S
+
+    return waited_s >= COORDINATOR_STALE_S
+
+
 def worker_loop(program_path: str, study_dir: str, storage: str, deadline_ts: float, worker: str | None = None) -> None:
     """Run trials until the trial count or the deadline is reached (entry point of worker processes
     and of `simgate research worker` on other machines)."""
-    spec = load_program(program_path).spec
+    parent = os.getppid()
+    if not _standalone():
+        _die_with_parent()
+    program = load_program(program_path)
+    spec = program.spec
     study = open_study(spec, storage, create=False)
+    check_study_pin(program, study)
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     sd = Path(study_dir)
+    waited = 0.0
     while time.time() < deadline_ts - 1.0:
+        if coordinator_gone(study, parent, waited):
+            print(f"worker {worker}: the coordinator is gone; exiting", flush=True)
+            return
+        if not _standalone() or coordinator_alive(study):
+            waited = 0.0
+        else:
+            waited += 1.0
+            time.sleep(1.0)
+            continue
         if count_trials(study) >= spec.budgets.max_trials and not study.get_trials(
                 deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
             if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -153,3 +224,4 @@ def worker_loop(program_path: str, study_dir: str, storage: str, deadline_ts: fl
             time.sleep(1.0)  # a running trial may yet fail and be re-queued (heartbeats): wait for it
             continue
         run_one_trial(study, spec, sd, worker, deadline_ts)
+

@@ -8,6 +8,11 @@ An artifact is a directory named by the SHA-256 of its content:
                    ledger entry it came from, who promoted it and when
 The hash covers the three files; loading recomputes it and refuses an artifact that changed.
 Promotion writes into a temporary directory and renames it into place: never half-written.
+
+A content hash certifies only itself (anyone can write a folder and name it by its hash), so
+promotion also writes ``attestation.json``: an HMAC of the id with the registry key, which lives
+outside the registry (``provenance.key_dir``). ``attested`` checks it; research entries are
+further checked against the ledger record they cite (``simgate policies list``).
 """
 
 from __future__ import annotations
@@ -23,9 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from simgate.errors import SimgateError
-from simgate.policies.provenance import code_version, library_versions
+from simgate.policies.provenance import code_version, library_versions, load_key, mac_hex, mac_ok
 
 FILES = ("policy.ts", "policy.ts.json", "metadata.json")
+ATTESTATION = "attestation.json"
+REGISTRY_KEY_ID = "registry"
+
+
+def _attestation_payload(digest: str) -> bytes:
+    return f"simgate-registry:{digest}".encode()
 
 
 class RegistryError(SimgateError):
@@ -81,6 +92,8 @@ class Registry:
                 shutil.rmtree(tmp)
             else:
                 os.replace(tmp, final)
+            mac = mac_hex(load_key(REGISTRY_KEY_ID, create=True), _attestation_payload(digest))
+            (final / ATTESTATION).write_text(json.dumps({"id": digest, "mac": mac}))
             return digest
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -127,6 +140,22 @@ class Registry:
             raise RegistryError(f"artifact {d.name[:12]}: content hash {actual[:12]} does not match its id "
                                 "(tampered with or corrupted); refusing to load")
         return d
+
+    def attested(self, ref: str) -> str | None:
+        """None when the entry's content hash and its attestation (made with the registry key at
+        promotion) check out; otherwise what is wrong."""
+        try:
+            d = self.verify(ref)
+        except RegistryError as exc:
+            return str(exc)
+        try:
+            att = json.loads((d / ATTESTATION).read_text())
+            key = load_key(REGISTRY_KEY_ID)
+        except (OSError, ValueError) as exc:
+            return f"no attestation: {exc}"
+        if not mac_ok(key, _attestation_payload(d.name), att.get("mac")):
+            return "attestation does not match (not promoted with this machine's registry key)"
+        return None
 
     def metadata(self, ref: str) -> dict:
         d = self.resolve(ref)

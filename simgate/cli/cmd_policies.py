@@ -38,10 +38,17 @@ def train(
 
 @policies_app.command("list")
 def policies_list(registry: Path | None = typer.Option(None)) -> None:
-    """Promoted policies, oldest first."""
+    """Promoted policies, oldest first. An entry that fails verification (content hash,
+    attestation, or the ledger record it cites) is marked UNVERIFIED instead of showing its figures."""
+    from simgate.autoresearch.anchor import entry_problem
     from simgate.policies.registry import Registry
 
-    for e in Registry(registry).entries():
+    reg = Registry(registry)
+    for e in reg.entries():
+        problem = entry_problem(reg, e)
+        if problem:
+            print(f"{e['id'][:12]}\t{e.get('name')}\t{e.get('env_id')}\tUNVERIFIED: {problem}")
+            continue
         hold = e.get("holdout", {})
         print(f"{e['id'][:12]}\t{e.get('name')}\t{e.get('env_id')}\tholdout {hold.get('success_rate', float('nan')):.2f}"
               f"\t{e.get('promoted_at')}")

@@ -19,9 +19,10 @@ app.add_typer(research_app, name="research")
 def research_run(
     program: Path = typer.Argument(..., help="program.md"),
     workers: int = typer.Option(
-        os.cpu_count() or 1, min=1,
+        os.cpu_count() or 1, min=0,
         help="parallel trials (default: one per core; measured on 2 cores: two independent trials run 2.0x, "
-             "while 2 envs inside one learner-bound trial give 1.1-1.3x, so cores go to trials)"),
+             "while 2 envs inside one learner-bound trial give 1.1-1.3x, so cores go to trials; "
+             "0 = judge only, workers join with `research worker`)"),
     storage: str | None = typer.Option(None, help="Optuna storage URL (default: SQLite in the study dir)"),
     study_dir: Path | None = typer.Option(None),
     auto_promote: bool | None = typer.Option(None, "--auto-promote/--no-auto-promote"),
@@ -38,7 +39,7 @@ def research_run(
 
 
 @research_app.command("resume")
-def research_resume(program: Path, workers: int = typer.Option(2, min=1), study_dir: Path | None = typer.Option(None),
+def research_resume(program: Path, workers: int = typer.Option(2, min=0), study_dir: Path | None = typer.Option(None),
                     storage: str | None = typer.Option(None), registry: Path | None = typer.Option(None)) -> None:
     """Continue a study after an interruption or a crash (same as run on an existing study)."""
     research_run(program, workers, storage, study_dir, None, registry, "local", None)
@@ -53,7 +54,7 @@ def research_worker(program: Path, storage: str = typer.Option(..., help="the st
 
     from simgate.autoresearch.worker import worker_loop
 
-    os.environ["SIMGATE_STANDALONE_WORKER"] = "1"  # no coordinator parent to watch
+    os.environ["SIMGATE_STANDALONE_WORKER"] = "1"  # no parent to watch: the coordinator's heartbeat on the storage
     worker_loop(str(program), str(study_dir), storage, time.time() + hours * 3600)
 
 
@@ -66,15 +67,20 @@ def research_submit(program: Path, params: str = typer.Option(..., help="JSON ob
 
     try:
         values = json.loads(params)
+    except json.JSONDecodeError as exc:
+        raise SimgateError(f"--params: not JSON: {exc}") from None
+    try:
         submit_candidate(program, values, rationale, study_dir, storage)
-    except (json.JSONDecodeError, ValueError) as exc:
-        raise SimgateError(f"--params: {exc}") from exc
+    except ValueError as exc:
+        raise SimgateError(f"--params: {exc}") from None
     print("queued")
 
 
 @research_app.command("verify-ledger")
-def research_verify(path: Path = typer.Argument(..., help="ledger.jsonl, a study dir, a program.md or a built-in program")) -> None:
-    """Check the ledger's hash chain; names the first bad record."""
+def research_verify(path: Path = typer.Argument(..., help="ledger.jsonl, a study dir, a program.md or a built-in program"),
+                    registry: Path | None = typer.Option(None, help="also check the registry entries citing it")) -> None:
+    """Authenticate the ledger (key, chain, anchored head); names the first bad record. With
+    --registry, every entry citing this ledger must match the record it cites."""
     from simgate.autoresearch.ledger import Ledger
     from simgate.autoresearch.program import builtin_programs
 
@@ -88,7 +94,21 @@ def research_verify(path: Path = typer.Argument(..., help="ledger.jsonl, a study
     if not path.is_file():
         raise ConfigError(f"no ledger at {path}")
     n = Ledger(path).verify()
-    print(f"ok: {n} records verify ({path})")
+    checked = 0
+    if registry is not None:
+        from simgate.autoresearch.anchor import entry_problem
+        from simgate.policies.registry import Registry
+
+        reg = Registry(registry)
+        for e in reg.entries():
+            cited = (e.get("ledger_entry") or {}).get("path")
+            if not cited or Path(cited).resolve() != path.resolve():
+                continue
+            problem = entry_problem(reg, e)
+            if problem:
+                raise SimgateError(f"registry entry {e['id'][:12]}: {problem}")
+            checked += 1
+    print(f"ok: {n} records verify ({path})" + (f"; {checked} registry entries match" if registry else ""))
 
 
 @research_app.command("status")
@@ -111,9 +131,9 @@ def research_promote(program: Path, study_dir: Path | None = typer.Option(None),
 @research_app.command("report")
 def research_report(program: Path, study_dir: Path | None = typer.Option(None)) -> None:
     """Write report.md with plots (and a video of the promoted policy)."""
-    from simgate.autoresearch.coordinator import study_dir_for
-    from simgate.autoresearch.program import load_program
+    from simgate.autoresearch.coordinator import Coordinator
     from simgate.autoresearch.report import write_report
 
-    prog = load_program(program)
-    print(write_report(study_dir_for(prog, study_dir), prog.spec))
+    coord = Coordinator(program, study_dir)
+    coord.check_pin()
+    print(write_report(coord.dir, coord.spec))

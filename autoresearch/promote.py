@@ -1,0 +1,134 @@
+"""Promotion of a study's incumbent, on the trusted side.
+
+The incumbent comes from the verified ledger (never from coordinator.json); its bytes come from
+the store, hash-checked against the judged hash, into a private folder - the registry gets
+exactly what was judged. Each attempt draws a fresh secret holdout sample; attempts per study
+are capped (``promotion.max_attempts``). With ``promotion.audit`` the candidate is re-trained
+from its reported parameters and seed on this machine first: an artifact that clearly beats its
+own re-training (a hand-written controller, weights from elsewhere) is refused.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from simgate.autoresearch import gate
+from simgate.autoresearch.records import PromotionRecord
+from simgate.autoresearch.store import StoreError, private_dir
+
+if TYPE_CHECKING:
+    from simgate.autoresearch.coordinator import Coordinator
+
+
+def _refuse(coord: Coordinator, reason: str, **fields: Any) -> None:
+    from simgate.autoresearch.coordinator import console
+
+    coord.ledger.append(PromotionRecord(status="refused", reason=reason[:1900], **fields))
+    console.print(f"[yellow]promotion refused[/yellow]: {reason}")
+
+
+def audit(coord: Coordinator, trial: int, params: dict, artifact_per_episode: list[float], seeds: list[int]) -> dict:
+    """Re-train the trial from its reported params and seed; compare with the artifact on the same
+    secret seeds. Returns {"ok", "reason", ...}."""
+    from simgate.autoresearch.worker import trial_recipe
+    from simgate.policies.export import TorchPolicy
+    from simgate.policies.train import train
+
+    work = private_dir("simgate-audit-")
+    try:
+        recipe = trial_recipe(coord.spec, params, trial)
+        run = train(recipe, work, progress_bar=False, max_wall_s=coord.spec.budgets.trial_wall_s * 2)
+        retrained = coord._evaluate(TorchPolicy(work / "policy.ts"), seeds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    plan = coord.plan
+    a = [plan.sign * x for x in artifact_per_episode]
+    b = [plan.sign * x for x in retrained]
+    delta = (sum(a) - sum(b)) / len(a)
+    p = gate.sign_test_p(a, b)
+    same = all(abs(x - y) <= 1e-6 for x, y in zip(a, b, strict=True))
+    ok = same or not (p < plan.reproduce_alpha and delta > plan.reproduce_tolerance)
+    what = ("re-training reproduces the artifact's episodes exactly" if same else
+            f"artifact {sum(artifact_per_episode) / len(a):.3f} vs its re-training {sum(retrained) / len(b):.3f} "
+            f"on {len(a)} secret seeds (p={p:.2g})")
+    return {"ok": ok, "reason": ("audit passed: " if ok else "audit failed: the artifact is not what its reported "
+                                 "training produces: ") + what,
+            "retrained": sum(retrained) / len(b), "artifact": sum(artifact_per_episode) / len(a), "p_value": p,
+            "steps": run.get("steps")}
+
+
+def _checks(coord: Coordinator, hold, robust) -> list[str]:
+    pr = coord.spec.promotion
+    problems = []
+    if hold.success_rate < pr.min_holdout_success:
+        problems.append(f"holdout success {hold.success_rate:.3f} < {pr.min_holdout_success}")
+    if robust.success_rate < pr.min_robust_success:
+        problems.append(f"robust success {robust.success_rate:.3f} < {pr.min_robust_success}")
+    if hold.self_collision_steps > pr.max_safety_violations:
+        problems.append(f"{hold.self_collision_steps} self-collision steps > {pr.max_safety_violations}")
+    return problems
+
+
+def promote_incumbent(coord: Coordinator) -> dict | None:
+    from simgate.autoresearch.coordinator import console
+    from simgate.policies.evaluation import evaluate
+    from simgate.policies.export import TorchPolicy
+
+    state, pr = coord.derived, coord.spec.promotion
+    inc = state.incumbent
+    if inc is None:
+        _refuse(coord, "no kept trial")
+        return None
+    if state.promotion_attempts >= pr.max_attempts:
+        _refuse(coord, f"promotion attempts exhausted ({state.promotion_attempts}/{pr.max_attempts}): each attempt "
+                       "used a fresh holdout sample; start a new study", candidate=inc.trial)
+        return None
+    attempt = state.promotion_attempts + 1
+    work = private_dir("simgate-promote-")
+    try:
+        try:
+            path = coord.store.checkout(inc.artifact_sha256, inc.layout_sha256, work)
+        except StoreError as exc:
+            _refuse(coord, str(exc), candidate=inc.trial, artifact_sha256=inc.artifact_sha256)
+            return None
+        pol = TorchPolicy(path)
+        seeds = gate.secret_seeds(pr.holdout_episodes)  # a fresh secret holdout sample per attempt
+        hold = evaluate(pol, coord.spec.task.env_id, seeds)
+        robust = evaluate(pol, coord.spec.task.env_id, seeds, {"randomization": "preset"})
+        fields = {"candidate": inc.trial, "attempt": attempt, "artifact_sha256": inc.artifact_sha256,
+                  "holdout": hold.summary(), "robustness": {"randomization": "preset", **robust.summary()}}
+        problems = _checks(coord, hold, robust)
+        if not problems and pr.audit:
+            per_ep = [float(x) for x in (hold.per_episode_success if coord.plan.binary else hold.per_episode_return)]
+            fields["audit"] = audit(coord, inc.trial, inc.params, per_ep, seeds)
+            if not fields["audit"]["ok"]:
+                problems.append(fields["audit"]["reason"])
+        if problems:
+            _refuse(coord, "; ".join(problems), **fields)
+            return None
+        digest = _register(coord, path, inc, hold, robust)
+        coord.ledger.append(PromotionRecord(status="promoted", registry_id=digest, **fields,
+                                            reason=f"holdout {hold.success_rate:.3f}, robust {robust.success_rate:.3f}"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    console.print(f"[green]promoted[/green] trial {inc.trial} as {digest[:12]} (holdout {hold.success_rate:.3f})")
+    return {"registry_id": digest, "trial": inc.trial, "holdout_success": hold.success_rate,
+            "robust_success": robust.success_rate}
+
+
+def _register(coord: Coordinator, path, inc, hold, robust) -> str:
+    from simgate.autoresearch.worker import trial_recipe
+    from simgate.policies.promotion import env_spec
+    from simgate.policies.registry import Registry
+
+    head = coord.ledger.head()
+    meta = {**env_spec(coord.spec.task.env_id), "holdout": hold.summary(),
+            "robustness": {"randomization": "preset", **robust.summary()},
+            "training": {"config": trial_recipe(coord.spec, inc.params, inc.trial).model_dump(mode="json"),
+                         "trial": inc.trial},
+            "ledger_entry": {"path": str(coord.ledger.path.resolve()), "key_id": coord.ledger.key_id(),
+                             "seq": inc.seq, "hash": inc.hash, "trial": inc.trial,
+                             "artifact_sha256": inc.artifact_sha256, "head": head},
+            "study": coord.spec.name}
+    return Registry(coord.registry_dir).promote(path, meta, name=coord.spec.name)
