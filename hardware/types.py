@@ -56,10 +56,16 @@ class RobotState(BaseModel):
 
 
 class JointCommand(BaseModel):
-    """Arm joint position targets (rad, in the spec's arm joint order) and/or a gripper opening."""
+    """Arm joint position targets (rad, in the spec's arm joint order) and/or a gripper opening,
+    optionally with per-joint speed / acceleration limits for the move (serial backend)."""
 
     positions: list[float] | None = None
     gripper: float | None = Field(None, ge=0.0, le=1.0)
+    max_velocity_rad_s: list[float] | None = Field(
+        None, description="per arm joint speed limit for this move (rad/s or m/s); None: the backend's default "
+        "(serial: the servos' profile speed, the spec's velocity limits); backends without it ignore it")
+    max_acceleration_rad_s2: list[float] | None = Field(
+        None, description="per arm joint acceleration limit for this move (rad/s^2 or m/s^2); None: the default")
     max_velocity_rad_s: list[float] | None = Field(
         None, description="per arm joint speed limit for reaching ``positions`` (rad/s); backends whose actuators "
                           "take one (servo Goal_Velocity / Profile_Velocity) apply it, None = the backend's default")

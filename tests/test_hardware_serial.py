@@ -48,16 +48,19 @@ def test_dynamixel_sdk_against_emulator_with_byte_stuffing():
         pk = dxl.PacketHandler(2.0)
         model, result, error = pk.ping(port, 2)
         assert (model, result, error) == (1060, dxl.COMM_SUCCESS, 0)
-        stuffed = 0x00FDFFFF  # little-endian bytes FF FF FD 00: the SDK must stuff it, we unstuff
+        # little-endian bytes FF FF FD FF: the SDK must stuff it, we unstuff (a multi-turn goal,
+        # allowed in extended position mode, which needs torque off to set: the default)
+        stuffed = -131073
+        assert pk.write1ByteTxRx(port, 4, 11, 4) == (dxl.COMM_SUCCESS, 0)
         writer = dxl.GroupSyncWrite(port, pk, 116, 4)
-        writer.addParam(4, list(stuffed.to_bytes(4, "little")))
+        writer.addParam(4, list(stuffed.to_bytes(4, "little", signed=True)))
         writer.addParam(5, list((2222).to_bytes(4, "little")))
         assert writer.txPacket() == dxl.COMM_SUCCESS
         reader = dxl.GroupSyncRead(port, pk, 116, 4)
         reader.addParam(4)
         reader.addParam(5)
         assert reader.txRxPacket() == dxl.COMM_SUCCESS  # the reply carries FF FF FD too
-        assert reader.getData(4, 116, 4) == stuffed and reader.getData(5, 116, 4) == 2222
+        assert reader.getData(4, 116, 4) == stuffed & 0xFFFFFFFF and reader.getData(5, 116, 4) == 2222
         bus.faults.corrupt_prob = 1.0
         assert pk.ping(port, 1)[1] == dxl.COMM_RX_CORRUPT
         port.closePort()
@@ -117,7 +120,7 @@ def test_fault_detected_never_stale_as_fresh_and_recovers(protocol, fault, tmp_p
 
 
 def _torques(bus):
-    return {sid: bus._get(t, "torque") for sid, t in bus.tables.items()}
+    return {n: bus.peek(n, "Torque_Enable") for n in bus.spec.joint_names}
 
 
 def test_bad_config_is_named_and_moves_nothing(tmp_path):

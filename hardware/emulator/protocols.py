@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PING, READ, WRITE, REG_WRITE, ACTION, SYNC_READ, SYNC_WRITE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x82, 0x83
+FACTORY_RESET, REBOOT, CLEAR, BULK_READ, BULK_WRITE, FAST_SYNC_READ = 0x06, 0x08, 0x10, 0x92, 0x93, 0x8A
 BROADCAST = 0xFE
+# the longest instruction packet a servo buffers (bytes after the length field); a header that
+# announces more is garbage: it is skipped at once instead of waiting for bytes that never come
+FEETECH_MAX_LEN = 250
+DXL_MAX_LEN = 1024
 
 
 @dataclass
@@ -40,7 +45,7 @@ def feetech_parse(buf: bytearray) -> tuple[Instruction | None, int, bool]:
         return None, i, True
     length = buf[i + 3]
     total = i + 4 + length
-    if length < 2:
+    if length < 2 or length > FEETECH_MAX_LEN:
         return None, i + 2, True
     if len(buf) < total:
         return None, i, True
@@ -105,7 +110,7 @@ def dxl_parse(buf: bytearray) -> tuple[Instruction | None, int, bool]:
         return None, i, True
     length = buf[i + 5] | (buf[i + 6] << 8)
     total = i + 7 + length
-    if length < 3:
+    if length < 3 or length > DXL_MAX_LEN:
         return None, i + 4, True
     if len(buf) < total:
         return None, i, True

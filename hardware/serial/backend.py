@@ -1,13 +1,18 @@
 """Serial-servo backend (Feetech STS3215 / Dynamixel X over the official SDKs).
 
-* connect: open the port, ping every servo (model number checked), hold the arm where it is
+* connect: open the port, ping every servo (model number checked), write and verify each servo's
+  configuration (:mod:`.servo_config`: operating mode, return delay, profile limits, EEPROM
+  position limits, Homing_Offset, gripper torque limits), then hold the arm where it is
   (goal = present) and switch torque on. Bad config fails here, naming the joint or field,
   before anything moves.
 * read: one group sync read of present position / velocity / load, bounded retries; when the
   bus stops answering the state comes back with ``health = fault`` and the time of the last
   good reading (never a stale value marked fresh); a lost port is reopened when it returns.
 * write: radians -> ticks through the calibration, clipped to the calibrated range, one group
-  sync write; returns what was actually sent (quantized and clipped, in radians).
+  sync write; returns what was actually sent (quantized and clipped, in radians). A command may
+  carry per-joint speed / acceleration limits (rad/s, rad/s^2): they go out with the goal in the
+  same sync write (Feetech Acceleration..Goal_Velocity, Dynamixel Profile_Acceleration..Goal),
+  and stay in force until a write changes them (a write without them restores the defaults).
 * close: torque off unless ``torque_off_on_close`` is false.
 """
 
@@ -22,8 +27,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from simgate.errors import ConfigError, HardwareError
+from simgate.hardware.serial import servo_config as sc
 from simgate.hardware.serial.calibration import Calibration
-from simgate.hardware.serial.sdk_bus import BusError, SdkBus
+from simgate.hardware.serial.sdk_bus import BusError, PortError, SdkBus
 from simgate.hardware.types import BackendBase, Capabilities, Health, JointCommand, RobotState
 from simgate.sim.robot_spec import load_robot_spec
 
@@ -41,6 +47,8 @@ class SerialConfig(BaseModel):
     latency_timer_ms: float = Field(2.0, gt=0, le=32, description="USB adapter latency timer (SDK timeouts)")
     torque_off_on_close: bool = True
     reconnect_interval_s: float = Field(0.2, gt=0)
+    configure_servos: bool = Field(True, description="write and verify each servo's configuration on connect")
+    servos: dict[str, sc.ServoSettings] = Field(default_factory=dict, description="per-joint servo settings")
 
 
 class SerialBackend(BackendBase):
@@ -54,6 +62,9 @@ class SerialBackend(BackendBase):
         unknown = [n for n in config.ids if n not in names]
         if unknown:
             raise ConfigError(f"serial config: 'ids' names joint(s) {unknown} that robot {self.spec.name!r} does not have")
+        odd = [n for n in config.servos if n not in names]
+        if odd:
+            raise ConfigError(f"serial config: 'servos' names joint(s) {odd} that robot {self.spec.name!r} does not have")
         if len(set(config.ids.values())) != len(config.ids):
             raise ConfigError(f"serial config: servo ids must be unique, got {config.ids}")
         self.calibration = Calibration.load(config.calibration)
@@ -73,6 +84,8 @@ class SerialBackend(BackendBase):
         self._health = Health.fault("not connected")
         self._next_reconnect = 0.0
         self.read_failures = 0
+        self.configured: dict[str, list[str]] = {}  # joint -> registers written at the last connect
+        self._profile: dict[int, tuple[int, int]] = {}  # servo id -> (speed, acceleration) raw in force
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def connect(self) -> None:
@@ -81,12 +94,57 @@ class SerialBackend(BackendBase):
             raise HardwareError(f"serial port {cfg.port!r} not found (is the adapter plugged in? `simgate doctor`)")
         with self._lock:
             self._open_and_check()
-            present = self._read_raw()
-            # hold where the arm is, then torque on: connecting never moves the arm
-            self.bus.sync_write_goal({cfg.ids[n]: present[cfg.ids[n]][0] for n in self.names})
-            for n in self.names:
-                self.bus.set_torque(cfg.ids[n], True)
+            try:
+                if cfg.configure_servos:
+                    self._configure()
+                self._hold()
+            except Exception:
+                self.bus.close()
+                self.bus = None
+                raise
             self._health = Health.ok()
+
+    def _settings(self, name: str) -> sc.ServoSettings:
+        return self.config.servos.get(name) or sc.ServoSettings()
+
+    def _spec_joint(self, name: str):
+        return next(j for j in self.spec.all_joints if j.name == name)
+
+    def _default_profile_raw(self, name: str) -> tuple[int, int]:
+        v, a = sc.default_profile(self._settings(name), self._spec_joint(name).velocity)
+        p, tpr = self.config.protocol, self.calibration.ticks_per_rev
+        return sc.velocity_to_raw(p, v, tpr), sc.acceleration_to_raw(p, a, tpr)
+
+    def _configure(self) -> None:
+        """Write and verify every servo's configuration (see :mod:`.servo_config`)."""
+        cal = self.calibration
+        for n in self.names:
+            c = cal.joints[n]
+            writes = sc.plan(self.config.protocol, self._settings(n), spec_velocity=self._spec_joint(n).velocity,
+                             min_ticks=c.min_ticks, max_ticks=c.max_ticks, servo_homing_offset=c.servo_homing_offset,
+                             gripper=n == self.grip, ticks_per_rev=cal.ticks_per_rev)
+            self.configured[n] = sc.apply(self.bus, n, self.config.ids[n], writes)
+            self._profile[self.config.ids[n]] = self._default_profile_raw(n)
+
+    def _hold(self) -> None:
+        """Goal = present position, then torque on: connecting never moves the arm (a joint that
+        rests a little outside its calibrated range, e.g. sagged onto its stop, is held at the
+        range's end; further out is refused)."""
+        cfg, cal = self.config, self.calibration
+        present = self.bus.sync_read_present([cfg.ids[n] for n in self.names], retries=4)
+        goals = {}
+        for n in self.names:
+            c, ticks = cal.joints[n], present[cfg.ids[n]][0]
+            goal = min(c.max_ticks, max(c.min_ticks, ticks)) if cfg.configure_servos else ticks
+            slack = max(32, (c.max_ticks - c.min_ticks) // 20)
+            if abs(goal - ticks) > slack:
+                raise HardwareError(f"joint {n!r} (servo id {cfg.ids[n]}) reads {ticks} ticks, outside its calibrated "
+                                    f"range [{c.min_ticks}, {c.max_ticks}]: move it into range by hand (torque is off) "
+                                    "or recalibrate")
+            goals[cfg.ids[n]] = goal
+        self.bus.sync_write_goal(goals)
+        for n in self.names:
+            self.bus.set_torque(cfg.ids[n], True, retries=4)
 
     def _open_and_check(self) -> None:
         cfg = self.config
@@ -95,13 +153,10 @@ class SerialBackend(BackendBase):
         try:
             for n in self.names:
                 sid = cfg.ids[n]
-                for attempt in range(cfg.read_retries + 1):
-                    try:
-                        model = bus.ping(sid)
-                        break
-                    except BusError as exc:
-                        if attempt == cfg.read_retries:
-                            raise HardwareError(f"joint {n!r} (servo id {sid}) does not answer on {cfg.port}: {exc}") from exc
+                try:
+                    model = bus.ping(sid, retries=max(4, cfg.read_retries))
+                except BusError as exc:
+                    raise HardwareError(f"joint {n!r} (servo id {sid}) does not answer on {cfg.port}: {exc}") from exc
                 if model not in bus.regs.model_numbers:
                     raise HardwareError(f"joint {n!r} (servo id {sid}): model number {model} is not a "
                                         f"{cfg.protocol} servo simgate knows {bus.regs.model_numbers}")
@@ -127,15 +182,7 @@ class SerialBackend(BackendBase):
     # ---- reading -----------------------------------------------------------------------------
     def _read_raw(self) -> dict[int, tuple[int, int, int]]:
         ids = [self.config.ids[n] for n in self.names]
-        err: BusError | None = None
-        for _ in range(self.config.read_retries + 1):
-            try:
-                return self.bus.sync_read_present(ids)
-            except BusError as exc:
-                err = exc
-                if "port error" in str(exc):
-                    break
-        raise err  # type: ignore[misc]
+        return self.bus.sync_read_present(ids, retries=self.config.read_retries)
 
     def _try_reconnect(self) -> None:
         now = time.monotonic()
@@ -149,7 +196,7 @@ class SerialBackend(BackendBase):
             return
         try:
             self._open_and_check()
-        except HardwareError:
+        except HardwareError:  # BusError included: the next read tries again
             if self.bus is not None:
                 self.bus.close()
             self.bus = None
@@ -168,7 +215,7 @@ class SerialBackend(BackendBase):
                 raw = self._read_raw()
             except BusError as exc:
                 self.read_failures += 1
-                if "port error" in str(exc):
+                if isinstance(exc, PortError):
                     self.bus.close()
                     self.bus = None
                 self._health = Health.fault(f"bus not answering: {exc}")
@@ -221,12 +268,72 @@ class SerialBackend(BackendBase):
             sent_grip = min(1.0, max(0.0, (cal.to_rad(self.grip, ticks) - g.closed) / (g.open - g.closed)))
         if not goals:
             return JointCommand()
+        profile = self._profile_for(command, goals)
         with self._lock:
             if self.bus is None:
                 raise HardwareError(f"serial bus unavailable: {self._health.reason}; command not sent")
             try:
-                self.bus.sync_write_goal(goals)
+                if profile:
+                    self._write_with_profile(goals, profile)
+                else:
+                    self.bus.sync_write_goal(goals)
             except BusError as exc:
                 self._health = Health.fault(f"write failed: {exc}")
                 raise HardwareError(f"command not sent: {exc}") from exc
-        return JointCommand(positions=sent_pos, gripper=sent_grip)
+        return JointCommand(positions=sent_pos, gripper=sent_grip, **self._sent_limits(command, profile))
+
+    # ---- speed / acceleration limits with a goal ----------------------------------------------
+    def _limit_list(self, values: list[float] | None, field: str) -> list[float] | None:
+        if values is None:
+            return None
+        if len(values) != len(self.arm) or not all(math.isfinite(x) and x > 0 for x in values):
+            raise ConfigError(f"{field} must be {len(self.arm)} positive finite values (joints {self.arm})")
+        return values
+
+    def _profile_for(self, command: JointCommand, goals: dict[int, int]) -> dict[int, tuple[int, int]]:
+        """{servo id: (speed, acceleration) raw} to send with the goals, or {} when the servos
+        already have them (goal-only write: fewer bytes on the wire)."""
+        v_req = self._limit_list(command.max_velocity_rad_s, "max_velocity_rad_s")
+        a_req = self._limit_list(command.max_acceleration_rad_s2, "max_acceleration_rad_s2")
+        if v_req is None and a_req is None and not self.config.configure_servos and not self._profile:
+            return {}
+        p, tpr, ids = self.config.protocol, self.calibration.ticks_per_rev, self.config.ids
+        want = {}
+        for n in self.names:
+            sid = ids[n]
+            if sid not in goals:
+                continue
+            v_raw, a_raw = self._default_profile_raw(n)
+            if n in self.arm:
+                i = self.arm.index(n)
+                if v_req is not None:
+                    v_raw = sc.velocity_to_raw(p, v_req[i], tpr)
+                if a_req is not None:
+                    a_raw = sc.acceleration_to_raw(p, a_req[i], tpr)
+            want[sid] = (v_raw, a_raw)
+        if all(self._profile.get(sid) == va for sid, va in want.items()):
+            return {}
+        return want
+
+    def _write_with_profile(self, goals: dict[int, int], profile: dict[int, tuple[int, int]]) -> None:
+        r = self.bus.regs
+        data = {}
+        for sid, ticks in goals.items():
+            v_raw, a_raw = profile[sid]
+            if self.config.protocol == "feetech":  # Acceleration, Goal_Position, Goal_Time (0), Goal_Velocity
+                data[sid] = bytes([a_raw]) + int(ticks & 0xFFFF).to_bytes(2, "little") + b"\x00\x00" + v_raw.to_bytes(2, "little")
+            else:  # Profile_Acceleration, Profile_Velocity, Goal_Position
+                data[sid] = a_raw.to_bytes(4, "little") + v_raw.to_bytes(4, "little") + int(ticks & 0xFFFFFFFF).to_bytes(4, "little")
+        self.bus.sync_write(r.motion_start, r.motion_len, data)
+        self._profile.update(profile)
+
+    def _sent_limits(self, command: JointCommand, profile: dict[int, tuple[int, int]]) -> dict:
+        """The limits in force after this write, in SI units (quantized), for the fields the command set."""
+        p, tpr, ids = self.config.protocol, self.calibration.ticks_per_rev, self.config.ids
+        out = {}
+        in_force = [self._profile.get(ids[n]) for n in self.arm]
+        if command.max_velocity_rad_s is not None and all(in_force):
+            out["max_velocity_rad_s"] = [sc.velocity_from_raw(p, va[0], tpr) for va in in_force]
+        if command.max_acceleration_rad_s2 is not None and all(in_force):
+            out["max_acceleration_rad_s2"] = [sc.acceleration_from_raw(p, va[1], tpr) for va in in_force]
+        return out

@@ -2,7 +2,9 @@
 
     rad = direction * (ticks - homing_offset) * 2*pi / ticks_per_rev,  ticks clipped to [min_ticks, max_ticks]
 
-Stored as YAML: ``joints: {name: {id, homing_offset, direction, min_ticks, max_ticks}}``.
+Ticks are what the servo reports (its Homing_Offset register, ``servo_homing_offset``, already
+applied). Stored as YAML: ``joints: {name: {id, homing_offset, direction, min_ticks, max_ticks,
+servo_homing_offset}}``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class JointCalibration(BaseModel):
     direction: Literal[1, -1] = 1
     min_ticks: int = Field(ge=0)
     max_ticks: int = Field(ge=0)
+    servo_homing_offset: int = Field(0, description="the servo's Homing_Offset register this calibration was "
+                                     "recorded with (written on connect; LeRobot calibrations keep theirs)")
 
     @model_validator(mode="after")
     def _order(self) -> JointCalibration:
