@@ -40,8 +40,9 @@ def entry_problem(registry, entry: dict) -> str | None:
     if rec.get("kind") != "trial" or rec.get("status") != "keep":
         return f"ledger_entry: record {seq} is not a kept trial"
     actual = hashlib.sha256((registry.root / entry["id"] / "policy.ts").read_bytes()).hexdigest()
-    if not actual == rec["verified"]["artifact_sha256"] == le["artifact_sha256"]:
-        return f"policy.ts sha256 {actual[:12]} is not the judged artifact {rec['verified']['artifact_sha256'][:12]}"
+    judged = str(rec["verified"].get("artifact_sha256"))
+    if not actual == judged == le["artifact_sha256"]:
+        return f"policy.ts sha256 {actual[:12]} is not the judged artifact {judged[:12]}"
     promos = [r for r in recs if r.get("kind") == "promotion" and r.get("registry_id") == entry["id"]]
     if not promos:
         return "no promotion record in the ledger names this entry"

@@ -67,13 +67,13 @@ def main() -> None:
         if trusted:
             pick = coord.state["incumbent"]
         else:  # trust the single-run self-reported score
-            scored = [r for r in trials if "claimed_selection" in r.get("metrics", {})]
-            pick = max(scored, key=lambda r: r["metrics"]["claimed_selection"])["trial"] if scored else None
+            scored = [r for r in trials if r["reported"].get("claimed") is not None]
+            pick = max(scored, key=lambda r: r["reported"]["claimed"])["trial"] if scored else None
         hold = None
         if pick is not None:
             pol = TorchPolicy(coord.dir / "trials" / f"{pick:04d}" / "policy.ts")
             hold = evaluate(pol, coord.spec.task.env_id, seeds_for("holdout", args.holdout_episodes)).success_rate
-        claimed = next((r["metrics"].get("claimed_selection") for r in trials if r["trial"] == pick), None)
+        claimed = next((r["reported"].get("claimed") for r in trials if r["trial"] == pick), None)
         rows[label] = {"pick": pick, "claimed_selection": claimed, "holdout": hold, "trials": len(trials),
                        "wall_s": round(time.perf_counter() - t0, 1)}
         print(label, rows[label], flush=True)

@@ -1,0 +1,238 @@
+"""The gate tried as an attacker would: through `simgate research ...`, a `research worker` whose
+Python carries a ``sitecustomize`` hook (no change to simgate), and the files a worker can write.
+None of the attacks gets a policy promoted; each is recorded with a reason; the study goes on."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from simgate.autoresearch.ledger import Ledger
+
+PROGRAM = """---
+name: {name}
+task: {{env_id: simgate/PandaReach-v0}}
+budgets: {{trial_env_steps: 700, trial_wall_s: 60, total_wall_s: 240, max_trials: {trials}}}
+base_recipe: {{algo: sac, normalize_obs: true, learning_starts: 200, batch_size: 64}}
+search_space:
+  learning_rate: {{type: float, low: 0.0003, high: {high}, log: true}}
+  train_freq: {{type: int, low: 1, high: 4}}
+acceptance: {{selection_episodes: 10, fresh_episodes: 10, max_fresh_episodes: 40}}
+promotion: {{holdout_episodes: 10, min_holdout_success: 0.0, auto_promote: {auto}, max_attempts: 2, audit: {audit}}}
+proposer: {{sampler: random, prune: false}}
+---
+attack test
+"""
+
+HOOK = '''
+import os
+mode = os.environ.get("SIMGATE_ATTACK")
+if mode:
+    import simgate.policies.train as T
+    _orig = T.train
+
+    def train(cfg, out_dir, **kw):
+        run = _orig(cfg, out_dir, **kw)
+        from pathlib import Path
+        import torch
+        table = []
+        if mode == "memorise":  # goals of the seeds the old design used: selection, fresh, holdout
+            from simgate.sim import make
+            env = make(cfg.env_id)
+            seeds = [1_000_000 + i for i in range(30)] + [9_000_000 + i for i in range(100)]
+            seeds += [5_000_000 + 1000 * n + i for n in range(6) for i in range(50)]
+            for s in seeds:
+                obs, _ = env.reset(seed=s)
+                table.append([float(v) for v in obs["desired_goal"]])
+            env.close()
+
+        class Ctl(torch.nn.Module):  # a hand-written controller, optionally only for memorised goals
+            def __init__(self, t: torch.Tensor) -> None:
+                super().__init__()
+                self.t = t
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                a = torch.clamp((x[:, 3:6] - x[:, 0:3]) * 20.0, -1.0, 1.0)
+                if self.t.shape[0] > 0:
+                    d = torch.cdist(x[:, 3:6], self.t).min(dim=1).values
+                    a = a * (d < 1e-4).float().unsqueeze(1)
+                return a
+
+        torch.jit.script(Ctl(torch.tensor(table, dtype=torch.float32).reshape(-1, 3))).save(str(Path(out_dir) / "policy.ts"))
+        return run
+
+    T.train = train
+'''
+
+
+@pytest.fixture(autouse=True)
+def _keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMGATE_KEY_DIR", str(tmp_path / "keys"))
+
+
+def _program(tmp_path, name, trials=3, high="0.003", auto="true", audit="true", fname=None):
+    p = tmp_path / (fname or f"{name}.md")
+    p.write_text(PROGRAM.format(name=name, trials=trials, high=high, auto=auto, audit=audit))
+    return p
+
+
+def _cli(args, tmp_path, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "simgate.cli", *args], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def _records(tmp_path, name):
+    return Ledger(tmp_path / "runs" / "research" / name / "ledger.jsonl").records()
+
+
+def test_submit_checks_values_strictly_with_one_line_errors(tmp_path):
+    prog = _program(tmp_path, "strict")
+    for params, named in [('{"train_freq": 2.5}', "not an integer"), ('{"train_freq": true}', "not an integer"),
+                          ('{"learning_rate": true}', "not a finite number"), ('{"learning_rate": [0.001]}', "not a finite"),
+                          ('{"learning_rate": "0.001"}', "not a finite"), ('[1, 2]', "JSON object"),
+                          ('{"learning_rate": 50.0}', "outside")]:
+        p = _cli(["research", "submit", str(prog), "--params", params, "--rationale", "x"], tmp_path)
+        assert p.returncode == 2 and named in p.stderr and "Traceback" not in p.stderr, (params, p.stderr)
+    assert _cli(["research", "submit", str(prog), "--params", '{"train_freq": 2}', "--rationale", "x"],
+                tmp_path).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack, status, why", [
+    ("memorise", "rejected", "not reproduced"),  # knows the old fresh/holdout seed formulas
+    ("controller", "keep", "audit failed"),  # a hand-written controller reported as a SAC trial
+])
+def test_untrusted_worker_cannot_get_promoted(tmp_path, attack, status, why):
+    name = f"atk-{attack}"
+    prog = _program(tmp_path, name)
+    sd = tmp_path / "runs" / "research" / name
+    coord = subprocess.Popen([sys.executable, "-m", "simgate.cli", "research", "run", str(prog), "--workers", "0",
+                              "--registry", "reg"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=dict(os.environ))
+    t0 = time.monotonic()
+    while not (sd / "optuna.db").exists() and time.monotonic() - t0 < 60:
+        time.sleep(0.5)
+    time.sleep(2.0)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOOK)
+    worker = _cli(["research", "worker", str(prog), "--storage", f"sqlite:///{sd / 'optuna.db'}", "--study-dir", str(sd),
+                   "--hours", "0.05"], tmp_path,
+                  env={"PYTHONPATH": str(hook), "SIMGATE_ATTACK": attack, "SIMGATE_COORDINATOR_STALE_S": "15"})
+    out, err = coord.communicate(timeout=600)
+    assert coord.returncode == 0, err[-3000:]
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    recs = _records(tmp_path, name)
+    trials = [r for r in recs if r["kind"] == "trial"]
+    assert len(trials) == 3 and trials[0]["status"] == status, [(r["status"], r["reason"]) for r in trials]
+    if attack == "memorise":
+        assert all(r["status"] == "rejected" and "not reproduced" in r["reason"] for r in trials)
+        assert trials[0]["reported"]["claimed"] == 1.0 and trials[0]["verified"]["fresh"] < 0.5
+    promos = [r for r in recs if r["kind"] == "promotion"]
+    assert promos and all(p["status"] == "refused" for p in promos)
+    if attack == "controller":
+        assert why in promos[-1]["reason"]
+    assert not (tmp_path / "reg").exists() or not [p for p in (tmp_path / "reg").iterdir() if not p.name.startswith(".")]
+    assert _cli(["research", "verify-ledger", str(sd)], tmp_path).returncode == 0
+
+
+@pytest.mark.slow
+def test_files_a_worker_can_write_do_not_change_what_is_promoted(tmp_path):
+    import hashlib
+
+    name = "tamper"
+    prog = _program(tmp_path, name, auto="false", audit="false")
+    sd = tmp_path / "runs" / "research" / name
+    run = _cli(["research", "run", str(prog), "--workers", "2"], tmp_path, env={"SIMGATE_FAULT_LIE": "2"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = {r["trial"]: r for r in _records(tmp_path, name) if r["kind"] == "trial"}
+    assert trials[2]["status"] == "rejected"
+    inc = max(n for n, r in trials.items() if r["status"] == "keep")
+    judged = trials[inc]["verified"]["artifact_sha256"]
+
+    # a same-name program with a wider space: refused everywhere, naming both hashes
+    wide = _program(tmp_path, name, high="50.0", auto="false", audit="false", fname="wide.md")
+    url = f"sqlite:///{sd / 'optuna.db'}"
+    for args in (["research", "submit", str(wide), "--params", '{"learning_rate": 40.0}', "--rationale", "wider"],
+                 ["research", "worker", str(wide), "--storage", url, "--study-dir", str(sd), "--hours", "0.01"],
+                 ["research", "resume", str(wide)], ["research", "promote", str(wide)]):
+        p = _cli(args, tmp_path)
+        assert p.returncode == 2 and "differs from the one" in p.stderr and "Traceback" not in p.stderr, (args, p.stderr)
+
+    # coordinator.json names the rejected trial; the judged file is swapped in the worker's folder
+    state = json.loads((sd / "coordinator.json").read_text())
+    (sd / "coordinator.json").write_text(json.dumps({**state, "incumbent": 2}))
+    (sd / "trials" / f"{inc:04d}" / "policy.ts").write_bytes((sd / "trials" / "0002" / "policy.ts").read_bytes())
+    p = _cli(["research", "promote", str(prog), "--registry", "reg"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    promoted = json.loads(p.stdout)
+    assert promoted["trial"] == inc
+    reg_bytes = (tmp_path / "reg" / promoted["registry_id"] / "policy.ts").read_bytes()
+    assert hashlib.sha256(reg_bytes).hexdigest() == judged
+    ok = _cli(["research", "verify-ledger", str(sd), "--registry", "reg"], tmp_path)
+    assert ok.returncode == 0 and "1 registry entries match" in ok.stdout, ok.stderr
+
+    # the store itself changed: refused; attempts are capped (max_attempts 2)
+    stored = sd / "store" / judged / "policy.ts"
+    stored.write_bytes(stored.read_bytes() + b"x")
+    p = _cli(["research", "promote", str(prog), "--registry", "reg"], tmp_path)
+    assert p.returncode == 0 and json.loads(p.stdout) is None
+    stored.write_bytes(stored.read_bytes()[:-1])
+    _cli(["research", "promote", str(prog), "--registry", "reg"], tmp_path)
+    _cli(["research", "promote", str(prog), "--registry", "reg"], tmp_path)
+    promos = [r for r in _records(tmp_path, name) if r["kind"] == "promotion"]
+    assert "do not match the judged hash" in promos[1]["reason"]
+    assert "attempts exhausted" in promos[-1]["reason"] and sum(r["attempt"] is not None for r in promos) == 2
+
+    # a forged COMPLETE trial and an out-of-space queued trial in the storage: rejected, resume goes on
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=url)
+    study.add_trial(optuna.trial.create_trial(
+        params={"learning_rate": 0.001}, distributions={"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1)},
+        value=1.0, user_attrs={"params": {"learning_rate": 0.001, "train_freq": 1}, "worker": "forger"}))
+    study.enqueue_trial({"learning_rate": 50.0, "train_freq": 1})
+    res = _cli(["research", "resume", str(prog), "--workers", "1"], tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    late = [r for r in _records(tmp_path, name) if r["kind"] == "trial" and r["trial"] >= 3]
+    assert len(late) == 2 and all(r["status"] == "rejected" for r in late), [(r["trial"], r["reason"]) for r in late]
+    assert any("outside the search space" in r["reason"] for r in late)
+    assert any("no usable artifact" in r["reason"] for r in late)
+    assert _cli(["research", "verify-ledger", str(sd)], tmp_path).returncode == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["after-append:3", "mid-append:3"])
+def test_kill_9_in_the_ledger_write_then_resume(tmp_path, fault):
+    name = "crash"
+    prog = _program(tmp_path, name, trials=4, auto="false")
+    sd = tmp_path / "runs" / "research" / name
+    env = {**os.environ, "SIMGATE_HEARTBEAT_S": "1", "SIMGATE_HEARTBEAT_GRACE_S": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "simgate.cli", "research", "run", str(prog), "--workers", "2"],
+                            cwd=tmp_path, env={**env, "SIMGATE_FAULT_LEDGER": fault}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(5)
+    kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert proc.wait(timeout=300) == -9  # killed itself at the fault point
+    time.sleep(2.0)
+    assert kids and not any(_alive(int(k)) for k in kids), "orphaned workers survived the coordinator"
+    res = subprocess.run([sys.executable, "-m", "simgate.cli", "research", "resume", str(prog), "--workers", "2"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    recs = _records(tmp_path, name)
+    nums = [r["trial"] for r in recs if r["kind"] == "trial"]
+    assert len(nums) == len(set(nums)) and set(range(4)) <= set(nums)  # none lost, none judged twice
+    if fault.startswith("mid"):
+        assert any(r["kind"] == "notice" and "torn" in r["reason"] for r in recs)
+    assert _cli(["research", "verify-ledger", str(sd)], tmp_path).returncode == 0
