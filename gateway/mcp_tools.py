@@ -69,10 +69,14 @@ def make_mcp(service, tokens, rate, frames) -> MCPServer:
     hi = max(j.upper for j in spec.arm_joints)
     ranges = ", ".join(f"{j.name} [{j.lower:.3f}, {j.upper:.3f}]" for j in spec.arm_joints)
     box = f"{list(service.safety.config.workspace_min_m)}..{list(service.safety.config.workspace_max_m)} m"
-    Joints = Annotated[list[Annotated[float, Field(ge=lo, le=hi)]], Field(
-        min_length=dof, max_length=dof, description=f"{dof} arm joint positions in rad, in this order: {ranges}")]
-    Point = Annotated[list[float], Field(min_length=3, max_length=3, description="[x, y, z] in m, world frame, "
-                                                                                  "table top at z = 0")]
+    # bounds are published in the schema and enforced by the service (so a violation is refused with the joint
+    # named and audited like any other refusal, instead of failing argument parsing)
+    Joints = Annotated[list[float], Field(json_schema_extra={
+        "minItems": dof, "maxItems": dof, "items": {"type": "number", "minimum": lo, "maximum": hi}},
+        description=f"{dof} arm joint positions in rad, in this order: {ranges}")]
+    Point = Annotated[list[float], Field(json_schema_extra={"minItems": 3, "maxItems": 3},
+                                         description="[x, y, z] in m, world frame, table top at z = 0")]
+    Unit = Annotated[float, Field(json_schema_extra={"minimum": 0, "maximum": 1}, description="0 closed .. 1 open")]
     mcp = MCPServer(name="simgate", instructions=(
         f"Read and move one {spec.name} arm. Every motion passes the gateway's safety layer (joint limits, velocity "
         f"and acceleration limits, the tool workspace box {box}, e-stop); a refused motion moves nothing and the "
@@ -102,7 +106,7 @@ def make_mcp(service, tokens, rate, frames) -> MCPServer:
 
     @mcp.tool(annotations=moving)
     def move_joints(ctx: Context, positions: Joints,
-                    gripper: Annotated[float | None, Field(ge=0, le=1, description="opening 0 closed..1 open")] = None,
+                    gripper: Unit | None = None,
                     clip: Annotated[bool, Field(description="clip to the joint limits instead of refusing")] = False
                     ) -> Reply:
         """Move the arm joints to ``positions`` (rad). Asynchronous: the motion is planned within the velocity and
@@ -111,8 +115,7 @@ def make_mcp(service, tokens, rate, frames) -> MCPServer:
 
     if spec.gripper:
         @mcp.tool(annotations=moving)
-        def set_gripper(ctx: Context, opening: Annotated[float, Field(ge=0, le=1, description="0 closed .. 1 open")]
-                        ) -> Reply:
+        def set_gripper(ctx: Context, opening: Unit) -> Reply:
             """Open (1.0) or close (0.0) the gripper."""
             return Reply(**_call(service.set_gripper, need(ctx, "act"), "mcp", opening))
 
@@ -120,7 +123,8 @@ def make_mcp(service, tokens, rate, frames) -> MCPServer:
         "Move the tool to position_m. Asynchronous: returns a run id at once (poll get_run). Refused up front, "
         f"moving nothing, when the point is unreachable or the tool path would leave the workspace box {box}."))
     def move_to_pose(ctx: Context, position_m: Point,
-                     duration_s: Annotated[float, Field(gt=0, le=60, description="shortest duration, s")] = 1.0
+                     duration_s: Annotated[float, Field(json_schema_extra={"exclusiveMinimum": 0, "maximum": 60},
+                                                        description="shortest duration, s")] = 1.0
                      ) -> Reply:
         return Reply(**_call(service.pose, need(ctx, "act"), "mcp", position_m, duration_s))
 
@@ -135,7 +139,8 @@ def make_mcp(service, tokens, rate, frames) -> MCPServer:
     @mcp.tool(annotations=moving)
     def run_policy(ctx: Context, policy: Annotated[str, Field(min_length=1, max_length=128, description="policy id")],
                    goal_m: Point,
-                   max_steps: Annotated[int, Field(ge=1, le=5000, description="control steps")] = 100) -> Reply:
+                   max_steps: Annotated[int, Field(json_schema_extra={"minimum": 1, "maximum": 5000},
+                                                   description="control steps")] = 100) -> Reply:
         """Run a promoted policy towards ``goal_m``. Asynchronous: returns a run id (poll get_run); each step passes
         the safety layer and a refused step ends the run with the arm held."""
         return Reply(**_call(service.run_policy, need(ctx, "act"), "mcp", policy, goal_m, max_steps))

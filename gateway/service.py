@@ -205,6 +205,10 @@ class ArmService:
         """The tool to ``position_m`` (world frame, m): IK for the goal, then a joint motion lasting at
         least ``duration_s``, whose tool path must stay inside the workspace box."""
         def go() -> dict:
+            if len(position_m) != 3 or not np.all(np.isfinite(position_m)):
+                raise ConfigError("position_m: expected 3 finite coordinates (m)")
+            if not 0 < duration_s <= 60:
+                raise ConfigError(f"duration_s: {duration_s} not in (0, 60]")
             q = self.motions.solve_ik(position_m)
             plan = self._plan(q, min_duration_s=duration_s)
             return self._start_plan(who, via, "pose", plan, {"position_m": list(position_m), "goal_rad": q})
@@ -218,6 +222,8 @@ class ArmService:
         asked = {"policy": ref, "goal_m": goal_m, "max_steps": max_steps}
 
         def go() -> dict:
+            if not 1 <= max_steps <= 5000:
+                raise ConfigError(f"max_steps: {max_steps} not in [1, 5000]")
             run = self.motions.run_policy(who, via, ref, goal_m, max_steps, tolerance_m)
             return {"ok": True, **run.view(), "summary": {"run": run.id, "policy": run.detail["policy"]}}
 

@@ -173,7 +173,7 @@ class SafetyLayer:
             clipped, notes = True, notes + ["max step"]
         now = time.monotonic()
         cfg = self.config
-        if not stream or self._last_t is None or now - self._last_t > 1.5 * cfg.command_period_s:
+        if not stream or self._last_cmd is None or self._last_t is None or now - self._last_t > 1.5 * cfg.command_period_s:
             # no stream running: the set-point starts from the measured position, at rest
             ref, ref_vel, dt = cur, np.zeros(self.spec.dof), cfg.command_period_s
         else:
