@@ -41,6 +41,8 @@ def feetech_parse(buf: bytearray) -> tuple[Instruction | None, int, bool]:
     if i < 0:
         keep = 1 if buf[-1:] == b"\xff" else 0
         return None, len(buf) - keep, True
+    while i + 2 < len(buf) and buf[i + 2] == 0xFF:  # FF FF FF ...: the header starts later (id 0xFF is invalid)
+        i += 1
     if len(buf) < i + 4:
         return None, i, True
     length = buf[i + 3]

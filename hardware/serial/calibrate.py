@@ -2,7 +2,8 @@
 
 Interactive: torque off; the user puts the arm in its zero pose (the spec's zero angles) and
 presses Enter (homing offsets); then moves every joint through its full range for ``sweep_s``
-seconds (min / max ticks). Directions default to +1 (flip one with --joint flags if a joint
+seconds (min / max ticks); a joint whose range stays under a quarter of the spec's range was not
+moved, and the calibration is refused naming it. Directions default to +1 (flip one with --joint flags if a joint
 turns the wrong way). From flags: ``--joint NAME=OFFSET,DIRECTION,MIN,MAX`` for every joint.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 
 from simgate.errors import ConfigError
-from simgate.hardware.serial.calibration import Calibration, JointCalibration
+from simgate.hardware.serial.calibration import Calibration, JointCalibration, check_spans
 from simgate.hardware.serial.sdk_bus import BusError, SdkBus
 from simgate.sim.robot_spec import load_robot_spec
 
@@ -38,28 +39,19 @@ def calibrate_from_flags(robot: str, flags: list[str], id_map: dict[str, int] | 
     return cal
 
 
-def _read_retrying(bus, ids: list[int], tries: int = 3):
-    for attempt in range(tries):
-        try:
-            return bus.sync_read_present(ids)
-        except BusError:
-            if attempt == tries - 1:
-                raise
-            time.sleep(0.01)
-    raise AssertionError("unreachable")
-
-
 def calibrate_interactive(port, protocol, robot, id_map, baud, sweep_s, prompt, echo) -> Calibration:
     spec = load_robot_spec(robot)
     ids = _ids(spec, id_map)
-    bus = SdkBus(protocol, port, baud)
+    bus = SdkBus(protocol, port, baud, latency_timer_ms=4.0)
     bus.open()
     try:
+        offsets = {}
         for n in spec.joint_names:
             bus.ping(ids[n])
             bus.set_torque(ids[n], False)
+            offsets[n] = _servo_homing_offset(bus, ids[n])
         prompt("Torque is off. Put the arm in its zero pose, then press Enter", default="", show_default=False)
-        zero = _read_retrying(bus, [ids[n] for n in spec.joint_names])
+        zero = bus.sync_read_present([ids[n] for n in spec.joint_names], retries=4)
         echo(f"Now move every joint through its full range for {sweep_s:.0f} s ...")
         lo = {n: zero[ids[n]][0] for n in spec.joint_names}
         hi = dict(lo)
@@ -75,6 +67,18 @@ def calibrate_interactive(port, protocol, robot, id_map, baud, sweep_s, prompt, 
             time.sleep(0.02)
     finally:
         bus.close()
-    joints = {n: JointCalibration(id=ids[n], homing_offset=zero[ids[n]][0], direction=1,
-                                  min_ticks=lo[n], max_ticks=max(hi[n], lo[n] + 1)) for n in spec.joint_names}
-    return Calibration(robot=spec.name, joints=joints)
+    joints = {n: JointCalibration(id=ids[n], homing_offset=zero[ids[n]][0], direction=1, min_ticks=lo[n],
+                                  max_ticks=max(hi[n], lo[n] + 1), servo_homing_offset=offsets[n])
+              for n in spec.joint_names}
+    cal = Calibration(robot=spec.name, joints=joints)
+    check_spans(cal, spec, "calibration sweep",
+                "move every joint through its whole range during the sweep (nothing was saved)")
+    return cal
+
+
+def _servo_homing_offset(bus: SdkBus, sid: int) -> int:
+    """The Homing_Offset register: the recorded ticks already include it."""
+    if bus.fee:
+        raw = int.from_bytes(bus.read(sid, 31, 2), "little")
+        return -(raw & 0x7FF) if raw & 0x800 else raw & 0x7FF
+    return int.from_bytes(bus.read(sid, 20, 4), "little", signed=True)

@@ -75,8 +75,35 @@ class Calibration(BaseModel):
             raise ConfigError(f"calibration file not found: {path} (record one with `simgate calibrate`)")
         try:
             return cls.model_validate(yaml.safe_load(path.read_text()))
-        except (yaml.YAMLError, ValidationError) as exc:
-            raise ConfigError(f"calibration file {path}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"calibration file {path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+        except ValidationError as exc:
+            raise ConfigError(f"calibration file {path}: {one_line(exc)}") from exc
+
+
+def one_line(exc: ValidationError) -> str:
+    """A pydantic error as ``field.path: message; ...`` on one line."""
+    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
+
+
+MIN_SPAN_FRACTION = 0.25  # a calibrated range must cover at least this much of the spec's joint range
+
+
+def min_span_ticks(lower: float, upper: float, ticks_per_rev: int = 4096) -> int:
+    """Smallest tick range accepted for a joint whose spec range is [lower, upper]."""
+    return max(8, math.ceil(MIN_SPAN_FRACTION * (upper - lower) * ticks_per_rev / (2 * math.pi)))
+
+
+def check_spans(cal: Calibration, spec: RobotSpec, source: str, hint: str) -> None:
+    """Refuse joints whose recorded range is too small to be real (a joint nobody moved)."""
+    short = []
+    for j in spec.all_joints:
+        c = cal.joints.get(j.name)
+        if c is not None and c.max_ticks - c.min_ticks < min_span_ticks(j.lower, j.upper, cal.ticks_per_rev):
+            short.append(f"{j.name} ({c.max_ticks - c.min_ticks} ticks, need >= "
+                         f"{min_span_ticks(j.lower, j.upper, cal.ticks_per_rev)})")
+    if short:
+        raise ConfigError(f"{source}: range too small for joint(s) {', '.join(short)}: {hint}")
 
 
 def nominal_calibration(spec: RobotSpec, ids: dict[str, int], ticks_per_rev: int = 4096) -> Calibration:
