@@ -193,7 +193,7 @@ def test_files_a_worker_can_write_do_not_change_what_is_promoted(tmp_path):
 
     study = optuna.load_study(study_name=name, storage=url)
     study.add_trial(optuna.trial.create_trial(
-        params={"learning_rate": 0.001}, distributions={"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1)},
+        params={"learning_rate": 0.001}, distributions={"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1, log=True)},
         value=1.0, user_attrs={"params": {"learning_rate": 0.001, "train_freq": 1}, "worker": "forger"}))
     study.enqueue_trial({"learning_rate": 50.0, "train_freq": 1})
     res = _cli(["research", "resume", str(prog), "--workers", "1"], tmp_path)
