@@ -84,7 +84,7 @@ class MotionManager:
 
     # ---- checked plans -----------------------------------------------------------------------
     def follow(self, who: str, via: str, kind: str, plan, detail: dict) -> Run:
-        run = Run(kind, {**detail, "via": via, "duration_s": round(plan.duration_s, 4)})
+        run = Run(kind, {**detail, "who": who, "via": via, "duration_s": round(plan.duration_s, 4)})
         backend = self.service.backend
         target = self._send_whole if hasattr(backend, "write_trajectory") else self._stream
         return self._start(run, lambda r: target(r, plan))
@@ -96,7 +96,9 @@ class MotionManager:
         while not run.cancel.is_set():
             k += 1
             q, done = plan.sample(k * period)
-            self.service.send_sample(q, clip=False)
+            # the plan was judged whole; per sample the layer is a backstop: speed clipped (never raised),
+            # limits and the workspace box still refused
+            self.service.send_sample(q, clip=True)
             if done:
                 break
             time.sleep(max(0.0, t0 + k * period - time.monotonic()))

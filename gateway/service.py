@@ -45,12 +45,24 @@ class ArmService:
         self._stop = threading.Event()
         self._watchdog = threading.Thread(target=self._watchdog_loop, daemon=True, name="simgate-watchdog")
         self._snapshot: tuple[float, dict] | None = None
+        self._latest = None  # the poller's latest RobotState
         self.sent_commands = 0
         self.refused_commands = 0
 
     def start(self) -> None:
         self.backend.connect()
+        self._latest = self.backend.read()
         self._watchdog.start()
+        threading.Thread(target=self._poll_loop, daemon=True, name="simgate-state-poll").start()
+
+    def _poll_loop(self) -> None:
+        """Keep the latest reading at the control rate, so readers never touch the backend (or its
+        bus) themselves."""
+        while not self._stop.wait(self.period_s):
+            try:
+                self._latest = self.backend.read()
+            except SimgateError:
+                pass
 
     def close(self) -> None:
         self._stop.set()
@@ -70,7 +82,10 @@ class ArmService:
     def state(self) -> dict[str, Any]:
         """The latest reading (a snapshot: never waits for the backend's control loop). The tool
         position comes from forward kinematics when the backend does not measure it."""
-        st = self.backend.read()
+        st = self._latest if self._latest is not None else self.backend.read()
+        health = self.backend.health()
+        if health != st.health:
+            st = st.model_copy(update={"health": health})
         snap = self._snapshot
         if snap is not None and snap[0] == st.stamp_s and snap[1]["health"]["status"] == st.health.status:
             out = snap[1]
