@@ -56,9 +56,9 @@ class ServoModel:
 
 
 def _sts_table() -> dict[str, Reg]:
-    E, R, O = "eeprom", "ram", "ro"
+    E, R, RO = "eeprom", "ram", "ro"
     return {
-        "Firmware_Major": Reg(0, 1, O, 3), "Firmware_Minor": Reg(1, 1, O, 9), "Model_Number": Reg(3, 2, O, 777),
+        "Firmware_Major": Reg(0, 1, RO, 3), "Firmware_Minor": Reg(1, 1, RO, 9), "Model_Number": Reg(3, 2, RO, 777),
         "ID": Reg(5, 1, E, 1, 0, 253), "Baud_Rate": Reg(6, 1, E, 0, 0, 7),
         "Return_Delay_Time": Reg(7, 1, E, 250, 0, 254), "Response_Status_Level": Reg(8, 1, E, 1, 0, 1),
         "Min_Position_Limit": Reg(9, 2, E, 0, 0, 4095), "Max_Position_Limit": Reg(11, 2, E, 4095, 0, 4095),
@@ -75,18 +75,18 @@ def _sts_table() -> dict[str, Reg]:
         "Goal_Position": Reg(42, 2, R, 0, sign_bit=15), "Goal_Time": Reg(44, 2, R, 0),
         "Goal_Velocity": Reg(46, 2, R, 0, sign_bit=15), "Torque_Limit": Reg(48, 2, R, 1000, 0, 1000),
         "Lock": Reg(55, 1, R, 1, 0, 1),
-        "Present_Position": Reg(56, 2, O, sign_bit=15), "Present_Velocity": Reg(58, 2, O, sign_bit=15),
-        "Present_Load": Reg(60, 2, O, sign_bit=10), "Present_Voltage": Reg(62, 1, O, 74),
-        "Present_Temperature": Reg(63, 1, O, 30), "Status": Reg(65, 1, O), "Moving": Reg(66, 1, O),
-        "Present_Current": Reg(69, 2, O), "Maximum_Acceleration": Reg(85, 1, E, 254, 0, 254),
+        "Present_Position": Reg(56, 2, RO, sign_bit=15), "Present_Velocity": Reg(58, 2, RO, sign_bit=15),
+        "Present_Load": Reg(60, 2, RO, sign_bit=10), "Present_Voltage": Reg(62, 1, RO, 74),
+        "Present_Temperature": Reg(63, 1, RO, 30), "Status": Reg(65, 1, RO), "Moving": Reg(66, 1, RO),
+        "Present_Current": Reg(69, 2, RO), "Maximum_Acceleration": Reg(85, 1, E, 254, 0, 254),
     }
 
 
 def _x_table(model_number: int, velocity_limit: int, p_gain: int, has_current: bool) -> dict[str, Reg]:
-    E, R, O = "eeprom", "ram", "ro"
+    E, R, RO = "eeprom", "ram", "ro"
     regs = {
-        "Model_Number": Reg(0, 2, O, model_number), "Model_Information": Reg(2, 4, O),
-        "Firmware_Version": Reg(6, 1, O, 45), "ID": Reg(7, 1, E, 1, 0, 252), "Baud_Rate": Reg(8, 1, E, 1, 0, 7),
+        "Model_Number": Reg(0, 2, RO, model_number), "Model_Information": Reg(2, 4, RO),
+        "Firmware_Version": Reg(6, 1, RO, 45), "ID": Reg(7, 1, E, 1, 0, 252), "Baud_Rate": Reg(8, 1, E, 1, 0, 7),
         "Return_Delay_Time": Reg(9, 1, E, 250, 0, 254), "Drive_Mode": Reg(10, 1, E, 0, 0, 13),
         "Operating_Mode": Reg(11, 1, E, 3, 0, 16), "Secondary_ID": Reg(12, 1, E, 255),
         "Protocol_Type": Reg(13, 1, E, 2, 1, 2),
@@ -98,20 +98,20 @@ def _x_table(model_number: int, velocity_limit: int, p_gain: int, has_current: b
         "Max_Position_Limit": Reg(48, 4, E, 4095, 0, 4095), "Min_Position_Limit": Reg(52, 4, E, 0, 0, 4095),
         "Startup_Configuration": Reg(60, 1, E, 0), "Shutdown": Reg(63, 1, E, 52),
         "Torque_Enable": Reg(64, 1, R, 0, 0, 1), "LED": Reg(65, 1, R, 0, 0, 1),
-        "Status_Return_Level": Reg(68, 1, R, 2, 0, 2), "Registered_Instruction": Reg(69, 1, O),
-        "Hardware_Error_Status": Reg(70, 1, O), "Velocity_I_Gain": Reg(76, 2, R, 1000, 0, 16383),
+        "Status_Return_Level": Reg(68, 1, R, 2, 0, 2), "Registered_Instruction": Reg(69, 1, RO),
+        "Hardware_Error_Status": Reg(70, 1, RO), "Velocity_I_Gain": Reg(76, 2, R, 1000, 0, 16383),
         "Velocity_P_Gain": Reg(78, 2, R, 100, 0, 16383), "Position_D_Gain": Reg(80, 2, R, 0, 0, 16383),
         "Position_I_Gain": Reg(82, 2, R, 0, 0, 16383), "Position_P_Gain": Reg(84, 2, R, p_gain, 0, 16383),
         "Feedforward_2nd_Gain": Reg(88, 2, R, 0, 0, 16383), "Feedforward_1st_Gain": Reg(90, 2, R, 0, 0, 16383),
         "Bus_Watchdog": Reg(98, 1, R, 0, -1, 127, signed=True), "Goal_PWM": Reg(100, 2, R, 0, -885, 885, signed=True),
         "Goal_Velocity": Reg(104, 4, R, 0, -1023, 1023, signed=True),
         "Profile_Acceleration": Reg(108, 4, R, 0, 0, 32767), "Profile_Velocity": Reg(112, 4, R, 0, 0, 32767),
-        "Goal_Position": Reg(116, 4, R, 0, signed=True), "Realtime_Tick": Reg(120, 2, O),
-        "Moving": Reg(122, 1, O), "Moving_Status": Reg(123, 1, O), "Present_PWM": Reg(124, 2, O, signed=True),
-        "Present_Load": Reg(126, 2, O, signed=True), "Present_Velocity": Reg(128, 4, O, signed=True),
-        "Present_Position": Reg(132, 4, O, signed=True), "Velocity_Trajectory": Reg(136, 4, O, signed=True),
-        "Position_Trajectory": Reg(140, 4, O, signed=True), "Present_Input_Voltage": Reg(144, 2, O, 120),
-        "Present_Temperature": Reg(146, 1, O, 30),
+        "Goal_Position": Reg(116, 4, R, 0, signed=True), "Realtime_Tick": Reg(120, 2, RO),
+        "Moving": Reg(122, 1, RO), "Moving_Status": Reg(123, 1, RO), "Present_PWM": Reg(124, 2, RO, signed=True),
+        "Present_Load": Reg(126, 2, RO, signed=True), "Present_Velocity": Reg(128, 4, RO, signed=True),
+        "Present_Position": Reg(132, 4, RO, signed=True), "Velocity_Trajectory": Reg(136, 4, RO, signed=True),
+        "Position_Trajectory": Reg(140, 4, RO, signed=True), "Present_Input_Voltage": Reg(144, 2, RO, 120),
+        "Present_Temperature": Reg(146, 1, RO, 30),
     }
     if has_current:
         regs["Current_Limit"] = Reg(38, 2, E, 1193, 0, 2047)
