@@ -71,6 +71,27 @@ class _TooLarge(Exception):
     pass
 
 
+class AllowHeader:
+    """A 405 lists every method the path supports (Starlette lists only the first matching route's)."""
+
+    def __init__(self, app, routes) -> None:
+        self.app, self.routes = app, routes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_fixed(msg):
+            if msg["type"] == "http.response.start" and msg["status"] == 405:
+                methods = sorted({m for r in self.routes() if getattr(r, "methods", None)
+                                  and r.path_regex.match(scope["path"]) for m in r.methods})
+                headers = [(k, v) for k, v in msg.get("headers", []) if k.lower() != b"allow"]
+                msg = {**msg, "headers": headers + [(b"allow", ", ".join(methods).encode())]}
+            await send(msg)
+
+        return await self.app(scope, receive, send_fixed)
+
+
 def create_app(service: ArmService, tokens: TokenStore, rate: RateLimiter | None = None, registry_dir=None) -> FastAPI:
     from simgate.gateway.mcp_tools import make_mcp
     from simgate.gateway.ws import stream
@@ -104,6 +125,7 @@ def create_app(service: ArmService, tokens: TokenStore, rate: RateLimiter | None
                 f"simgate_estop {int(service.safety.estopped)}\n")
 
     app.mount("/mcp", mcp_app)
+    app.add_middleware(AllowHeader, routes=lambda: app.router.routes)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES,
                        on_refusal=lambda m, p: service.audit.record("anonymous", "rest", f"{m} {p}", {}, "refused",
                                                                     reason="413: body too large"))

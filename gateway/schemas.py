@@ -3,14 +3,28 @@ string where a number is expected), unknown fields refused, units in the descrip
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from simgate.hardware.types import TrajectoryCommand, TrajectoryPoint
 
 MAX_POINTS = 1000
 MAX_JOINTS = 64
+
+
+def _whole_number(v):
+    """JSON Schema counts 5000.0 as an integer; booleans and strings are not numbers here."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError("expected an integer")
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise ValueError("expected an integer")
+        return int(v)
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_whole_number)]
 
 
 class Strict(BaseModel):
@@ -51,7 +65,7 @@ class PoseCommand(Strict):
 
 class PolicyRunRequest(Strict):
     goal_m: list[float] = Field(min_length=3, max_length=3, description="goal position, world frame, m")
-    max_steps: int = Field(100, ge=1, le=5000, description="control steps before the run gives up")
+    max_steps: Int = Field(100, ge=1, le=5000, description="control steps before the run gives up")
     tolerance_m: float | None = Field(None, gt=0, le=0.5, description="distance that counts as reached, m")
 
 
@@ -63,7 +77,7 @@ class StreamCommand(Strict):
     """One WebSocket frame from the client."""
 
     type: Literal["command", "ping", "auth"] = "command"
-    id: int | str | None = Field(None, description="echoed in the ack")
+    id: Int | str | None = Field(None, description="echoed in the ack")
     positions: list[float] | None = Field(None, max_length=MAX_JOINTS, description="joint set-point, rad")
     gripper: float | None = Field(None, ge=0.0, le=1.0)
     clip: bool = False

@@ -117,7 +117,8 @@ class ArmService:
         try:
             self._precheck(who)
             out = fn()
-        except Refused as exc:
+        except (Refused, ConfigError) as exc:
+            # well-formed but refused for this arm, its state or its limits: 409 with the reason
             raise self._refuse(who, via, action, asked, str(exc)) from exc
         except SimgateError as exc:
             self.refused_commands += 1

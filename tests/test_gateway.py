@@ -183,7 +183,7 @@ def test_trajectory_and_pose_commands(gw):
     assert np.allclose(c.get("/v1/state", headers=act).json()["positions"], end, atol=0.03)
     bad = c.post("/v1/trajectory", json={"points": [{"positions": mid, "time_from_start_s": 0.8},
                                                     {"positions": end, "time_from_start_s": 0.4}]}, headers=act)
-    assert bad.status_code == 422 and "strictly increasing" in bad.text
+    assert bad.status_code == 409 and "strictly increasing" in bad.text
     goal = [-0.1, 0.05, 0.12]
     r = c.post("/v1/pose", json={"position_m": goal, "duration_s": 0.8}, headers=act)
     assert r.status_code == 200, r.text
@@ -191,7 +191,7 @@ def test_trajectory_and_pose_commands(gw):
     time.sleep(0.6)
     assert np.linalg.norm(np.array(c.get("/v1/state", headers=act).json()["ee_position"]) - goal) < 0.02
     far = c.post("/v1/pose", json={"position_m": [2.0, 0, 0.1]}, headers=act)
-    assert far.status_code == 422 and "not reachable" in far.text
+    assert far.status_code == 409 and "not reachable" in far.text
 
 
 def test_run_a_promoted_policy_and_cancel(gw, tmp_path_factory, monkeypatch):
@@ -271,7 +271,7 @@ def test_settings_file_builds_the_gateway(tmp_path):
         GatewaySettings.load(f)
 
 
-def test_schemathesis_finds_no_server_errors(gw):
+def test_schemathesis_all_checks_and_the_stateful_phase_find_nothing(gw):
     import shutil
     import subprocess
     import sys
@@ -279,8 +279,11 @@ def test_schemathesis_finds_no_server_errors(gw):
 
     st = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("st", path=str(Path(sys.executable).parent))
     assert st, "schemathesis is not installed (dev extra)"
-    proc = subprocess.run([st, "run", gw["url"] + "/openapi.json", "--checks", "not_a_server_error",
-                           "--header", f"Authorization: Bearer {gw['tokens']['act']}", "--max-examples", "25",
-                           "--exclude-path", "/v1/estop", "--no-color"],
+    proc = subprocess.run([st, "run", gw["url"] + "/openapi.json", "--checks", "all",
+                           "--phases", "examples,coverage,fuzzing,stateful",
+                           "--header", f"Authorization: Bearer {gw['tokens']['admin']}", "--max-examples", "25",
+                           "--no-color"],
                           capture_output=True, text=True, timeout=600)
+    httpx.post(gw["url"] + "/v1/estop/reset", headers=H(gw["tokens"]["admin"]))
     assert proc.returncode == 0, proc.stdout[-4000:]
+    assert " 0 passed" not in proc.stdout and "passed" in proc.stdout

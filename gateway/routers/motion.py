@@ -42,7 +42,7 @@ def stop(who: Actor, service: Service) -> dict[str, Any]:
     return service.stop(who, "rest")
 
 
-@router.post("/estop", responses=errors(401, 403, 413, 422, 429))
+@router.post("/estop", responses=errors(400, 401, 403, 413, 422, 429))
 def estop(req: EstopRequest, who: Actor, service: Service) -> dict[str, Any]:
     return service.estop(who, "rest", req.reason)
 
