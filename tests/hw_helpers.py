@@ -12,8 +12,17 @@ from simgate.hardware.serial.calibration import nominal_calibration
 
 
 @contextlib.contextmanager
-def serial_rig(protocol, tmp_path, **cfg):
-    with EmulatedServoBus(protocol, "so101") as bus:
+def serial_rig(protocol, tmp_path, emulator_process=False, **cfg):
+    """An emulated so101 bus and a SerialConfig for it. ``emulator_process``: the emulator runs
+    in its own process (tests/emu_process.py), independent of this interpreter's GIL: for tests
+    that must hold under CPU load."""
+    if emulator_process:
+        from emu_process import EmulatorProcess
+
+        rig = EmulatorProcess(protocol, "so101")
+    else:
+        rig = EmulatedServoBus(protocol, "so101")
+    with rig as bus:
         cal = tmp_path / f"cal-{protocol}.yaml"
         nominal_calibration(bus.spec, bus.ids).save(cal)
         # 4 ms latency timer: SDK reply timeouts of ~10 ms, robust on a loaded 2-core CI machine and

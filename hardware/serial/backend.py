@@ -171,8 +171,8 @@ class SerialBackend(BackendBase):
                 return
             if self.config.torque_off_on_close:
                 for n in self.names:
-                    try:
-                        self.bus.set_torque(self.config.ids[n], False)
+                    try:  # torque off matters: ride out a loaded host
+                        self.bus.set_torque(self.config.ids[n], False, retries=5)
                     except BusError:
                         pass
             self.bus.close()
