@@ -51,7 +51,10 @@ class ArmService:
 
     def start(self) -> None:
         self.backend.connect()
-        self._latest = self.backend.read()
+        try:
+            self._latest = self.backend.read()
+        except SimgateError:
+            self._latest = None  # no reading yet (a ROS 2 arm before its first joint state): the poller retries
         self._watchdog.start()
         threading.Thread(target=self._poll_loop, daemon=True, name="simgate-state-poll").start()
 

@@ -42,7 +42,10 @@ def _mcp(url, token, calls):
 
 
 async def _tool(s, name, args=None):
-    return json.loads((await s.call_tool(name, args or {})).content[0].text)
+    res = await s.call_tool(name, args or {})
+    if res.is_error:
+        return {"ok": False, "refused": res.content[0].text}
+    return json.loads(res.content[0].text)
 
 
 @contextlib.contextmanager
@@ -117,4 +120,4 @@ def test_mcp_agent_drives_the_driver_node_through_the_ros2_gateway(tmp_path):
             target, now = _mcp(url, tok, move_and_read)
             assert np.allclose(now, target, atol=0.02)
     audit = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
-    assert any(a["action"] == "move" and a["outcome"] == "refused" and "stale" in a["reason"] for a in audit)
+    assert any(a["action"] == "move_joints" and a["outcome"] == "refused" and "stale" in a["reason"] for a in audit)
