@@ -173,7 +173,8 @@ def test_cli_emulate_prints_device_path(tmp_path):
     try:
         path = proc.stdout.readline().strip()
         cfg = SerialConfig(port=path, protocol="dynamixel", ids={n: i + 1 for i, n in enumerate(
-            ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"])}, calibration=str(cal))
+            ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"])}, calibration=str(cal),
+            latency_timer_ms=UNDER_LOAD["latency_timer_ms"])
         with SerialBackend(cfg) as be:
             assert be.read().fresh
     finally:

@@ -93,7 +93,7 @@ class SerialBackend(BackendBase):
         if not os.path.exists(cfg.port):
             raise HardwareError(f"serial port {cfg.port!r} not found (is the adapter plugged in? `simgate doctor`)")
         with self._lock:
-            self._open_and_check()
+            self._open_and_check(ping_retries=sc.CONNECT_RETRIES)
             try:
                 if cfg.configure_servos:
                     self._configure()
@@ -131,7 +131,7 @@ class SerialBackend(BackendBase):
         rests a little outside its calibrated range, e.g. sagged onto its stop, is held at the
         range's end; further out is refused)."""
         cfg, cal = self.config, self.calibration
-        present = self.bus.sync_read_present([cfg.ids[n] for n in self.names], retries=4)
+        present = self.bus.sync_read_present([cfg.ids[n] for n in self.names], retries=sc.CONNECT_RETRIES)
         goals = {}
         for n in self.names:
             c, ticks = cal.joints[n], present[cfg.ids[n]][0]
@@ -144,9 +144,9 @@ class SerialBackend(BackendBase):
             goals[cfg.ids[n]] = goal
         self.bus.sync_write_goal(goals)
         for n in self.names:
-            self.bus.set_torque(cfg.ids[n], True, retries=4)
+            self.bus.set_torque(cfg.ids[n], True, retries=sc.CONNECT_RETRIES)
 
-    def _open_and_check(self) -> None:
+    def _open_and_check(self, ping_retries: int | None = None) -> None:
         cfg = self.config
         bus = SdkBus(cfg.protocol, cfg.port, cfg.baud, cfg.latency_timer_ms)
         bus.open()
@@ -154,7 +154,7 @@ class SerialBackend(BackendBase):
             for n in self.names:
                 sid = cfg.ids[n]
                 try:
-                    model = bus.ping(sid, retries=max(4, cfg.read_retries))
+                    model = bus.ping(sid, retries=cfg.read_retries if ping_retries is None else ping_retries)
                 except BusError as exc:
                     raise HardwareError(f"joint {n!r} (servo id {sid}) does not answer on {cfg.port}: {exc}") from exc
                 if model not in bus.regs.model_numbers:

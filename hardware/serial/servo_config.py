@@ -133,7 +133,7 @@ def plan(protocol: str, settings: ServoSettings, *, spec_velocity: float, min_ti
 
 # ---- applying it -------------------------------------------------------------------------------
 FEETECH_LOCK = 55
-CONNECT_RETRIES = 5  # connecting is not time-critical: ride out a loaded host
+CONNECT_RETRIES = 20  # connecting is not time-critical: ride out a loaded host (~0.4 s of silence)
 
 
 def _read_all(bus, sid: int, writes: list[RegWrite]) -> dict[str, bytes]:
