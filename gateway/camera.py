@@ -35,17 +35,24 @@ class FrameServer:
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        import imageio.v2 as imageio
-
-        rgb, _depth = self.backend.camera_image(width, height)
-        buf = io.BytesIO()
-        imageio.imwrite(buf, rgb, format=fmt)
-        data = buf.getvalue()
+        data = self._encoded(width, height, fmt)
         with self._lock:
             self._cache[key] = data
             while len(self._cache) > self._cache_frames:
                 self._cache.popitem(last=False)
         return data
+
+    def _encoded(self, width: int, height: int, fmt: str) -> bytes:
+        import inspect
+
+        if "fmt" in inspect.signature(self.backend.camera_image).parameters:
+            return self.backend.camera_image(width, height, fmt=fmt)  # encoded off this process
+        import imageio.v2 as imageio
+
+        rgb, _depth = self.backend.camera_image(width, height)
+        buf = io.BytesIO()
+        imageio.imwrite(buf, rgb, format=fmt)
+        return buf.getvalue()
 
     def close(self) -> None:
         with self._lock:

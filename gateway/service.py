@@ -46,6 +46,7 @@ class ArmService:
         self._watchdog = threading.Thread(target=self._watchdog_loop, daemon=True, name="simgate-watchdog")
         self._snapshot: tuple[float, dict] | None = None
         self._latest = None  # the poller's latest RobotState
+        self._state_json: tuple | None = None
         self.sent_commands = 0
         self.refused_commands = 0
 
@@ -98,6 +99,19 @@ class ArmService:
                 out["ee_position"] = self.safety.kin.tcp(st.positions).tolist()
             self._snapshot = (st.stamp_s, out)
         return {**out, "estop": self.safety.estopped, "lease_holder": self.lease.holder}
+
+    def state_json(self) -> bytes:
+        """``state()`` as JSON bytes, serialized once per reading/e-stop/lease change (many readers
+        of the same snapshot cost one serialization)."""
+        import json
+
+        st = self.state()
+        key = (st["stamp_s"], st["health"]["status"], st["estop"], st["lease_holder"])
+        cached = self._state_json
+        if cached is None or cached[0] != key:
+            cached = (key, json.dumps(st).encode())
+            self._state_json = cached
+        return cached[1]
 
     # ---- preconditions and audit -------------------------------------------------------------
     def _refuse(self, who: str, via: str, action: str, asked: dict, reason: str) -> Refused:

@@ -24,6 +24,8 @@ class GatewaySettings(BaseModel):
     rate_limit_hz: float = Field(250.0, gt=0)
     rate_limit_burst: int = Field(500, ge=1)
     lease_ttl_s: float = Field(5.0, gt=0)
+    readers_rate_hz: float = Field(1200.0, gt=0, description="state answers per second for all readers together: "
+                                                             "past it readers wait, so actuation keeps the loop")
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides) -> GatewaySettings:
@@ -52,5 +54,6 @@ def build_app(settings: GatewaySettings, backend=None):
     backend = backend or make_backend(parse_backend_config(settings.backend))
     service = ArmService(backend, AuditLog(settings.audit_file), settings.safety, settings.lease_ttl_s)
     app = create_app(service, TokenStore(settings.tokens_file),
-                     RateLimiter(settings.rate_limit_hz, settings.rate_limit_burst), settings.registry_dir)
+                     RateLimiter(settings.rate_limit_hz, settings.rate_limit_burst), settings.registry_dir,
+                     readers_rate_hz=settings.readers_rate_hz)
     return app, service

@@ -129,7 +129,7 @@ async def _handle(service, name: str, scope: str, msg: dict) -> dict | None:
         return None
     try:
         require(scope, "act")
-        out = await asyncio.to_thread(service.stream_setpoint, name, "ws", cmd.positions, cmd.gripper, cmd.clip)
+        out = service.stream_setpoint(name, "ws", cmd.positions, cmd.gripper, cmd.clip)
         return {"type": "ack", "id": cmd.id, **out}
     except (AuthError, SimgateError) as exc:
         return {"type": "ack", "id": cmd.id, "ok": False, "reason": str(exc)}

@@ -198,16 +198,17 @@ class SimBackend(BackendBase):
         return JointCommand(positions=target[:dof].tolist() if command.positions is not None else None,
                             gripper=sent_grip)
 
-    def camera_image(self, width: int = 320, height: int = 240, timeout_s: float = 10.0):
-        """RGB (H, W, 3) uint8 and depth (H, W) float32 in m, rendered in a separate process (see
-        ``hardware.sim_camera``) from the latest joint positions: it never stalls the physics thread."""
+    def camera_image(self, width: int = 320, height: int = 240, timeout_s: float = 10.0, fmt: str | None = None):
+        """RGB (H, W, 3) uint8 and depth (H, W) float32 in m - or, with ``fmt`` (png | jpeg), the
+        encoded RGB image - rendered in a separate process (``hardware.sim_camera``) from the latest
+        joint positions: neither rendering nor encoding ever stalls the physics thread."""
         cam = self.camera
         with self._lock:
             q_all = None if self._joints_all is None else self._joints_all.copy()
         if q_all is None:
             raise HardwareError("simulated backend is not connected")
         return self._camera.render(q_all, width, height, (cam.target_m, cam.distance_m, cam.yaw_deg, cam.pitch_deg),
-                                   timeout_s)
+                                   timeout_s, fmt)
 
     def _on_physics_thread(self, fn, timeout_s: float):
         box = {"done": threading.Event()}

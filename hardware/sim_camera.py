@@ -28,13 +28,24 @@ def _render_loop(spec, conn) -> None:
             return
         if msg is None:
             return
-        q_all, width, height, cam = msg
+        q_all, width, height, cam, fmt = msg
         for j, q in zip(ids, q_all, strict=False):
             p.resetJointState(robot.body, j, float(q), physicsClientId=world.cid)
         try:
-            conn.send(("ok", world.render(width, height, *cam, depth=True)))
+            rgb, depth = world.render(width, height, *cam, depth=True)
+            conn.send(("ok", (rgb, depth) if fmt is None else _encode(rgb, fmt)))
         except Exception as exc:  # noqa: BLE001 - handed back to the caller
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _encode(rgb, fmt: str) -> bytes:
+    import io
+
+    import imageio.v2 as imageio
+
+    buf = io.BytesIO()
+    imageio.imwrite(buf, rgb, format=fmt)
+    return buf.getvalue()
 
 
 class RenderProcess:
@@ -58,10 +69,11 @@ class RenderProcess:
             self.close()
             raise HardwareError("the camera render process did not start")
 
-    def render(self, q_all, width: int, height: int, cam: tuple, timeout_s: float = 10.0):
+    def render(self, q_all, width: int, height: int, cam: tuple, timeout_s: float = 10.0, fmt: str | None = None):
+        """(rgb, depth) arrays, or the RGB image encoded as ``fmt`` (png | jpeg) in the render process."""
         with self._lock:
             self._ensure()
-            self._conn.send((list(map(float, q_all)), int(width), int(height), cam))
+            self._conn.send((list(map(float, q_all)), int(width), int(height), cam, fmt))
             if not self._conn.poll(timeout_s):
                 self.close()
                 raise HardwareError("the camera did not answer in time")

@@ -31,10 +31,12 @@ def robot(service: Service, _: Reader) -> dict[str, Any]:
     return service.describe()
 
 
-@router.get("/state", responses=READ_ERRORS)
-async def state(service: Service, _: Reader) -> dict[str, Any]:
-    """The latest snapshot; served on the event loop without waiting for the control loop."""
-    return service.state()
+@router.get("/state", responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}},
+                                  **READ_ERRORS})
+async def state(service: Service, _: Reader) -> Response:
+    """The latest snapshot (joint positions rad, velocities rad/s, tool position m, health, e-stop),
+    served on the event loop from the state poller: never waits for the control loop or the bus."""
+    return Response(service.state_json(), media_type="application/json")
 
 
 @router.get("/camera", responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **errors(400, 401, 403, 404, 413,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import typer
@@ -72,6 +73,9 @@ def serve(
     elif robot is not None:
         settings.backend = {**settings.backend, "robot": robot}
     app, service = build_app(settings)
+    # the control loop (sim physics, state poller) gets the GIL within 1 ms of asking, not 5 ms,
+    # however busy the event loop is with readers
+    sys.setswitchinterval(0.001)
     service.start()
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
