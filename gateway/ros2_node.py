@@ -51,8 +51,33 @@ def settings_from_parameters(p: dict, **overrides):
     return GatewaySettings.load(None, **data)
 
 
-def serve_ros2(ros_args: list[str], **overrides) -> None:
-    """Run the gateway node until Ctrl-C / SIGTERM."""
+def _merge_cli(params: dict, robot: str | None, config) -> dict:
+    """The node's parameter values with ``--robot`` / ``--config`` applied. Either may set what the
+    params file left at its default; contradicting a value the params file set is an error naming both."""
+    from simgate.errors import ConfigError
+    from simgate.gateway.settings import GatewaySettings
+
+    p = dict(params)
+    wanted = {}
+    if config is not None:
+        s = GatewaySettings.load(config)
+        if s.backend.get("type", "ros2") != "ros2":
+            raise ConfigError(f"{config}: backend.type is {s.backend.get('type')!r}, but --backend ros2 was given")
+        wanted = {k: v for k, v in s.backend.items() if k in p}
+    if robot is not None:
+        wanted["robot"] = robot
+    for key, value in wanted.items():
+        default = GATEWAY_PARAMETERS[key].default
+        if p[key] != default and p[key] != value:
+            raise ConfigError(f"{key}: {value!r} (from --robot/--config) contradicts {p[key]!r} in the ROS 2 "
+                              "parameters; give one of them")
+        p[key] = value
+    return p
+
+
+def serve_ros2(ros_args: list[str], robot: str | None = None, config=None, **overrides) -> None:
+    """Run the gateway node until Ctrl-C / SIGTERM. ``robot`` / ``config``: the CLI's --robot and
+    --config (a gateway settings YAML), merged into the node's parameters (see ``_merge_cli``)."""
     import rclpy
     import uvicorn
     from rclpy.executors import MultiThreadedExecutor
@@ -68,7 +93,8 @@ def serve_ros2(ros_args: list[str], **overrides) -> None:
     spin = threading.Thread(target=_spin, args=(executor,), daemon=True, name="simgate-ros2-gateway")
     service = None
     try:
-        settings = settings_from_parameters(declare_all(node, GATEWAY_PARAMETERS), **overrides)
+        params = _merge_cli(declare_all(node, GATEWAY_PARAMETERS), robot, config)
+        settings = settings_from_parameters(params, **overrides)
         backend = Ros2Backend(parse_backend_config(settings.backend), node=node)
         app, service = build_app(settings, backend=backend)
         spin.start()

@@ -42,6 +42,7 @@ class Ros2Backend(BackendBase):
         self._lock = threading.Lock()
         self._last: RobotState | None = None
         self._last_rx = 0.0
+        self._foreign: list[str] | None = None
         self._ctx = self._node = self._exec = self._thread = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -96,11 +97,13 @@ class Ros2Backend(BackendBase):
     def _on_joint_state(self, msg) -> None:
         idx = {n: i for i, n in enumerate(msg.name)}
         if not all(n in idx for n in self.arm):
+            self._foreign = list(msg.name)  # an arm other than the spec's is publishing here
             return
         pos = [msg.position[idx[n]] for n in self.arm]
         vel = [msg.velocity[idx[n]] if len(msg.velocity) == len(msg.name) else 0.0 for n in self.arm]
         eff = [msg.effort[idx[n]] if len(msg.effort) == len(msg.name) else 0.0 for n in self.arm]
         now = time.monotonic()
+        self._foreign = None
         with self._lock:
             self._last = RobotState(joint_names=self.arm, positions=pos, velocities=vel, efforts=eff, stamp_s=now)
             self._last_rx = now
@@ -111,6 +114,9 @@ class Ros2Backend(BackendBase):
         with self._lock:
             age = time.monotonic() - self._last_rx if self._last else math.inf
         if age > self.config.stale_after_s:
+            if self._foreign:
+                return Health.fault(f"{self.config.joint_states_topic} names joints {self._foreign}, not the "
+                                    f"{self.spec.name} joints {self.arm}: is --robot the arm on this graph?")
             return Health.stale(f"no {self.config.joint_states_topic} message for {age:.2f} s")
         return Health.ok()
 

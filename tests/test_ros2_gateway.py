@@ -72,6 +72,7 @@ def gateway_process(tmp_path, port):
 async def move_and_read(s):
     """Move every joint a little from where it is and poll the state until it arrives."""
     st = await _tool(s, "read_state")
+    assert len(st["ee_position"]) == 3  # forward kinematics where the backend measures no tool pose
     target = list(np.array(st["positions"]) + np.array([0.3, -0.1, 0.2, 0.0, 0.3]))
     res = await _tool(s, "move_joints", {"positions": target})
     assert res["ok"], res
@@ -121,3 +122,43 @@ def test_mcp_agent_drives_the_driver_node_through_the_ros2_gateway(tmp_path):
             assert np.allclose(now, target, atol=0.02)
     audit = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert any(a["action"] == "move_joints" and a["outcome"] == "refused" and "stale" in a["reason"] for a in audit)
+
+
+def test_robot_flag_is_honoured_or_contradiction_named(tmp_path):
+    """--robot on --backend ros2: used when the params leave the robot at its default; refused, naming
+    both, when the parameters say another robot; a graph publishing another arm's joints is named."""
+    cmd = [sys.executable, "-m", "simgate.cli", "serve", "--backend", "ros2", "--robot", "panda", "--ros-args",
+           "--params-file", str(PARAMS / "gateway.yaml"), "-p", f"tokens_file:={tmp_path / 'tokens.json'}",
+           "-p", f"audit_file:={tmp_path / 'audit.jsonl'}"]
+    bad = subprocess.run([*cmd, "-p", "robot:=xarm6", "-p", f"port:={_port()}"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode != 0 and "panda" in bad.stderr + bad.stdout and "xarm6" in bad.stderr + bad.stdout
+    port = _port()
+    tok = TokenStore(tmp_path / "tokens.json").create("reader", "read")
+    c = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5, headers={"Authorization": f"Bearer {tok}"})
+    log = open(tmp_path / "gw.log", "w")
+    gw = subprocess.Popen([*cmd, "-p", f"port:={port}"], stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        def robot():
+            try:
+                return c.get("/v1/robot").json()["name"]
+            except (httpx.HTTPError, KeyError, ValueError):
+                return None
+
+        assert wait_for(robot, timeout_s=60) == "panda"
+        with driver_process(tmp_path / "driver.log"):  # the driver runs the params file's so101
+            def health():
+                try:
+                    return c.get("/v1/health").json()
+                except (httpx.HTTPError, ValueError):
+                    return {}
+
+            h = wait_for(lambda: "shoulder_pan" in health().get("reason", "") and health(), timeout_s=30)
+            assert h and h["status"] == "fault" and "panda" in h["reason"], h
+    finally:
+        gw.send_signal(signal.SIGINT)
+        try:
+            gw.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            gw.kill()
+        log.close()

@@ -170,6 +170,7 @@ def test_refused_motions_are_refused_up_front_and_nothing_moves(gw):
     c = httpx.Client(base_url=gw["url"], timeout=10)
     act, admin = H(gw["tokens"]["act"]), H(gw["tokens"]["admin"])
     time.sleep(0.3)
+    assert len(c.get("/v1/state", headers=act).json()["ee_position"]) == 3  # FK on every backend
     before = _positions(gw)
     above = _reachable_pose_above_the_box(gw)
     # a pose outside the box

@@ -63,7 +63,8 @@ def serve(
     if backend == "ros2":
         from simgate.gateway.ros2_node import serve_ros2
 
-        serve_ros2(list(ctx.args), host=host, port=port, tokens_file=tokens, audit_file=audit)
+        serve_ros2(list(ctx.args), robot=robot, config=config, host=host, port=port, tokens_file=tokens,
+                   audit_file=audit)
         return
     if ctx.args:
         raise ConfigError(f"unexpected arguments {ctx.args} (--ros-args needs --backend ros2)")
