@@ -60,6 +60,11 @@ def call(sdk, port, fn, tries=6):
 def hold_all(sdk, port, pk, protocol, ids=range(1, 7)):
     """Torque on for every servo (each holds where it is): a limp arm would fall onto the table
     and drag the joint under test with it."""
-    addr = 40 if protocol == "feetech" else 64
-    for sid in ids:
-        call(sdk, port, lambda sid=sid: pk.write1ByteTxRx(port, sid, addr, 1))
+    fee = protocol == "feetech"
+    torque, goal, present = (40, 42, 56) if fee else (64, 116, 132)
+    read, write = (pk.read2ByteTxRx, pk.write2ByteTxRx) if fee else (pk.read4ByteTxRx, pk.write4ByteTxRx)
+    for sid in ids:  # goal = present first: the goal register still holds the power-on position
+        here = call(sdk, port, lambda sid=sid: read(port, sid, present))[0]
+        call(sdk, port, lambda sid=sid, here=here: write(port, sid, goal, here))
+        call(sdk, port, lambda sid=sid: pk.write1ByteTxRx(port, sid, torque, 1))
+    time.sleep(0.2)
