@@ -57,6 +57,7 @@ class Probe:
         self.reset_client = self.node.create_client(Trigger, f"/{driver}/reset_estop")
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
+        self.peak_velocity: dict[str, float] = {}
         self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
 
@@ -70,6 +71,9 @@ class Probe:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         with self.lock:
             self.states.append((now, stamp, list(msg.name), list(msg.position)))
+            if len(msg.velocity) == len(msg.name):  # the largest |velocity| seen per joint name (rad/s)
+                for n, v in zip(msg.name, msg.velocity, strict=True):
+                    self.peak_velocity[n] = max(self.peak_velocity.get(n, 0.0), abs(v))
 
     def latest(self):
         with self.lock:

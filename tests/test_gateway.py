@@ -208,9 +208,14 @@ def test_run_a_promoted_policy_and_cancel(gw, tmp_path_factory, monkeypatch):
     act = H(gw["tokens"]["act"])
     listed = c.get("/v1/policies", headers=act).json()
     assert any(p["id"] == digest for p in listed)
-    r = c.post(f"/v1/policies/{digest[:12]}/run", json={"goal_m": [-0.1, 0.0, 0.1], "max_steps": 15}, headers=act)
-    assert r.status_code == 200, r.text
-    v = _wait_run(c, r.json()["id"], act)
+    from speed_probe import SpeedProbe
+
+    with SpeedProbe(gw["service"].backend) as probe:  # the policy path never outruns the limits either
+        r = c.post(f"/v1/policies/{digest[:12]}/run", json={"goal_m": [-0.1, 0.0, 0.1], "max_steps": 15},
+                   headers=act)
+        assert r.status_code == 200, r.text
+        v = _wait_run(c, r.json()["id"], act)
+    assert probe.peak_over_limit(gw["service"].vmax) <= 1.05
     assert v["status"] == "done" and {"reached", "distance_m", "steps"} <= set(v["result"])
     r = c.post(f"/v1/policies/{digest[:12]}/run", json={"goal_m": [-0.1, 0.0, 0.1], "max_steps": 500}, headers=act)
     run_id = r.json()["id"]

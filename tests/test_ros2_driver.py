@@ -69,6 +69,9 @@ def test_driver_on_sim_backend_rate_trajectories_rejection_and_estop(tmp_path):
         start = arm_positions(p.latest())
         assert np.abs(start - HOME).max() < 0.05
         at = check_trajectory_moves_through_points(p, start)
+        # the driver path never outruns the joints' velocity limits (+5 %), measured on /joint_states
+        fastest = max(p.peak_velocity[j.name] / j.velocity for j in SPEC.arm_joints)
+        assert 0.05 < fastest <= 1.05, p.peak_velocity
 
         # invalid trajectories: rejected with a logged reason; nothing moves
         bad = at.copy()

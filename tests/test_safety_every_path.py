@@ -24,6 +24,8 @@ import httpx
 import numpy as np
 import pytest
 
+from speed_probe import SpeedProbe
+
 from simgate.gateway.access import AuditLog, RateLimiter, TokenStore
 from simgate.gateway.app import create_app
 from simgate.gateway.service import ArmService
@@ -38,42 +40,6 @@ def _port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class SpeedProbe:
-    """Samples the backend every ~2 ms; the peak joint speed from consecutive distinct readings
-    (finite differences of measured positions) and, where the backend reports them, velocities."""
-
-    def __init__(self, backend, period_s=0.002) -> None:
-        self.backend, self.period_s = backend, period_s
-        self.peak_fd = np.zeros(backend.spec.dof)
-        self.peak_reported = np.zeros(backend.spec.dof)
-        self._stop = threading.Event()
-        self._th = threading.Thread(target=self._loop, daemon=True)
-
-    WINDOW_S = 0.1  # finite differences over >= 100 ms: reading stamps jitter by a tick under load
-
-    def _loop(self):
-        hist = []
-        while not self._stop.is_set():
-            st = self.backend.read()
-            if st.health.status == "ok" and (not hist or st.stamp_s > hist[-1].stamp_s):
-                hist.append(st)
-                while len(hist) > 1 and st.stamp_s - hist[1].stamp_s >= self.WINDOW_S:
-                    hist.pop(0)
-                if st.stamp_s - hist[0].stamp_s >= self.WINDOW_S:
-                    v = np.abs(np.array(st.positions) - np.array(hist[0].positions)) / (st.stamp_s - hist[0].stamp_s)
-                    self.peak_fd = np.maximum(self.peak_fd, v)
-                self.peak_reported = np.maximum(self.peak_reported, np.abs(np.array(st.velocities)))
-            time.sleep(self.period_s)
-
-    def __enter__(self):
-        self._th.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._th.join(timeout=2)
 
 
 @contextlib.contextmanager
@@ -231,7 +197,7 @@ def test_peak_joint_speed_stays_within_the_limit_on_every_path(gw):
         with SpeedProbe(svc.backend, 0.002 if gw["kind"] == "sim" else 0.01) as probe:
             action()
             time.sleep(settle_s)
-        peaks[name] = float(max(np.max(probe.peak_fd / vmax), np.max(probe.peak_reported / vmax)))
+        peaks[name] = probe.peak_over_limit(vmax)
         print(f"{gw['kind']} {name}: peak speed / limit = {peaks[name]:.3f} (reported velocities {np.max(probe.peak_reported / vmax):.3f})")
 
     def rest_joints():
