@@ -189,7 +189,9 @@ class SafetyLayer:
             target = np.clip(ref + (target - ref) * k, self.lower, self.upper)
             vel = (target - ref) / dt
             clipped, notes = True, notes + ["velocity"]
-        acc = np.abs(vel - ref_vel) / dt
+        # the change of speed per command period: arrival jitter of a fast stream (a late set-point
+        # followed by an early one) must not read as acceleration
+        acc = np.abs(vel - ref_vel) / max(dt, cfg.command_period_s)
         if (acc > cfg.max_accel_rad_s2 * (1 + 1e-6)).any() and not clip:
             i = int(np.argmax(acc))
             return Decision(False, reason=f"joint {names[i]!r}: acceleration {acc[i]:.1f} rad/s^2 exceeds "
