@@ -4,7 +4,6 @@ arm and which are asynchronous. Every refusal or failure is a tool error whose t
 """
 
 
-import io
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, Image, MCPServer
@@ -83,7 +82,9 @@ def make_mcp(service, tokens, rate, frames) -> MCPServer:
         "error says why. Motions are asynchronous: they return a run id at once; poll get_run."))
     ro = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
     moving = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
-    need = (lambda ctx, scope: _ident(ctx, tokens, rate, scope))
+
+    def need(ctx: Context, scope: str) -> str:
+        return _ident(ctx, tokens, rate, scope)
 
     @mcp.tool(annotations=ro)
     def describe_robot(ctx: Context) -> dict[str, Any]:

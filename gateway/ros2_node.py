@@ -37,8 +37,8 @@ GATEWAY_PARAMETERS: dict[str, Param] = {
 
 def settings_from_parameters(p: dict, **overrides):
     """GatewaySettings for the node's parameter values (CLI flags in ``overrides`` win)."""
-    from simgate.hardware.safety import SafetyConfig
     from simgate.gateway.settings import GatewaySettings
+    from simgate.hardware.safety import SafetyConfig
 
     data = {"host": p["host"], "port": p["port"], "tokens_file": p["tokens_file"], "audit_file": p["audit_file"],
             "registry_dir": p["registry_dir"] or None, "rate_limit_hz": p["rate_limit_hz"], "lease_ttl_s": p["lease_ttl_s"],

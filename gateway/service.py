@@ -20,7 +20,12 @@ import numpy as np
 from simgate.errors import ConfigError, SafetyViolation, SimgateError
 from simgate.gateway.access import AuditLog, Lease
 from simgate.gateway.motion import MotionManager, Run
-from simgate.hardware.motion_profile import MAX_PLAN_DURATION_S, MotionPlan, plan_from_trajectory, plan_joint_move
+from simgate.hardware.motion_profile import (
+    MAX_PLAN_DURATION_S,
+    MotionPlan,
+    plan_from_trajectory,
+    plan_joint_move,
+)
 from simgate.hardware.safety import SafetyConfig, SafetyLayer
 from simgate.hardware.types import JointCommand, TrajectoryCommand
 
@@ -122,7 +127,7 @@ class ArmService:
     def _precheck(self, who: str) -> None:
         """E-stop, lease and backend health, before anything is planned."""
         if self.safety.estopped:
-            raise Refused(f"e-stop is latched ({self.safety._estop_reason}); an admin must reset it")
+            raise Refused(f"e-stop is latched ({self.safety.estop_reason}); an admin must reset it")
         if not self.lease.acquire(who):
             raise Refused(f"another client ({self.lease.holder}) holds the actuation lease")
         health = self.backend.health()

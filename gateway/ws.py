@@ -12,6 +12,7 @@ stays up. Silence longer than the watchdog timeout stops the arm.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -54,9 +55,7 @@ async def stream(ws: WebSocket, rate_hz: float = 20.0) -> None:
         name, scope, token = await _authenticate(ws, tokens)
     except (AuthError, WebSocketDisconnect) as exc:
         service.audit.record("anonymous", "ws", "connect", {}, "refused", reason=str(exc))
-        if ws.client_state.name == "CONNECTING":
-            await ws.close(code=4401, reason=str(exc)[:120])
-        else:
+        with contextlib.suppress(RuntimeError):  # the client may already be gone
             await ws.close(code=4401, reason=str(exc)[:120])
         return
     if ws.client_state.name == "CONNECTING":
@@ -131,7 +130,9 @@ async def _handle(service, name: str, scope: str, msg: dict) -> dict | None:
         require(scope, "act")
         out = service.stream_setpoint(name, "ws", cmd.positions, cmd.gripper, cmd.clip)
         return {"type": "ack", "id": cmd.id, **out}
-    except (AuthError, SimgateError) as exc:
+    except AuthError as exc:
+        return _refusal(service, name, cmd.id, str(exc))
+    except SimgateError as exc:  # the service audited it
         return {"type": "ack", "id": cmd.id, "ok": False, "reason": str(exc)}
 
 

@@ -113,6 +113,10 @@ class SafetyLayer:
     def estopped(self) -> bool:
         return self._estop
 
+    @property
+    def estop_reason(self) -> str:
+        return self._estop_reason
+
     def engage_estop(self, reason: str) -> None:
         self._estop, self._estop_reason = True, reason
 

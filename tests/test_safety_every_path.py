@@ -15,7 +15,6 @@ and the official MCP client.
 import asyncio
 import contextlib
 import json
-import logging
 import socket
 import threading
 import time
@@ -23,7 +22,6 @@ import time
 import httpx
 import numpy as np
 import pytest
-
 from speed_probe import SpeedProbe
 
 from simgate.gateway.access import AuditLog, RateLimiter, TokenStore
