@@ -30,6 +30,7 @@ from gymnasium import spaces
 from pydantic import ValidationError
 
 from simgate.errors import ConfigError
+from simgate.sim.control_rules import ee_target
 from simgate.sim.randomization import RandomizationConfig, resolve_randomization
 from simgate.sim.robot import Robot
 from simgate.sim.robot_spec import RobotSpec, resolve_spec
@@ -169,10 +170,7 @@ class ArmEnv(gym.Env):
         robot = self.robot
         grip = (a[-1] + 1.0) / 2.0 if self.use_gripper else None
         if self.control == "ee":
-            pos = self._ee_pos
-            target = pos + a[:3] * self.max_ee_step_m
-            target[2] = max(target[2], self._ee_min_z)
-            q = robot.ik(target)
+            q = robot.ik(ee_target(self._ee_pos, a[:3], self.max_ee_step_m, self._ee_min_z))
         else:
             q = robot.target[: robot.dof] + a[: robot.dof] * self.max_joint_step_rad
         robot.command(q, grip)

@@ -7,7 +7,6 @@ clipped commands / limit hits is counted for the evaluation harness's safety cou
 
 from __future__ import annotations
 
-import math
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -15,6 +14,7 @@ import pybullet as p
 
 from simgate.errors import RobotLoadError
 from simgate.sim._quiet import quiet_c_output
+from simgate.sim.control_rules import IK_DAMPING, ORIENTATION_WEIGHT_M_PER_RAD, ik_step, limit_command
 from simgate.sim.robot_spec import RobotSpec
 from simgate.sim.urdf_tools import link_tree, prepare_urdf
 from simgate.sim.world import World
@@ -107,18 +107,12 @@ class Robot:
         self._movable = movable
         # orientation rows of the IK are weighted (m per rad): near the edge of the workspace
         # the tool may tilt a little rather than the tip stopping short of its target
-        self.orientation_weight = 0.3
+        self.orientation_weight = ORIENTATION_WEIGHT_M_PER_RAD
         self._zeros = [0.0] * len(movable)
         self._motor_cols = [movable.index(j) for j in self.motor_ids]
         self._tick = -1
-        self._lower_hit = self.lower[: self.dof] + 1e-3  # "at the limit" within 1 mrad
-        self._upper_hit = self.upper[: self.dof] - 1e-3
         self._tcp_list = self._tcp_pos.tolist()
         self._cols_prefix = self._ik_cols == list(range(len(self._ik_cols)))
-        self._eye = np.eye(6)
-        self._rot_scale = (
-            np.array([[1.0], [1.0], [1.0]] + [[self.orientation_weight]] * 3) if self._down is not None else None
-        )
         self.step_limit = self.vel_limit * spec.control_period_s
         if spec.gripper:
             g = spec.gripper
@@ -186,7 +180,7 @@ class Robot:
         return min(1.0, max(0.0, frac))
 
     # ---- commands --------------------------------------------------------------------------
-    def ik(self, tcp_target_m: np.ndarray, damping: float = 0.02) -> np.ndarray:
+    def ik(self, tcp_target_m: np.ndarray, damping: float = IK_DAMPING) -> np.ndarray:
         """Arm joint positions (dof,) that move the tool centre point to ``tcp_target_m`` (m).
 
         One damped-least-squares step on the tool-point Jacobian (position, plus orientation
@@ -204,30 +198,18 @@ class Robot:
         lin, ang = p.calculateJacobian(body, self.ee, self._tcp_list, q_all, self._zeros,
                                        self._zeros, physicsClientId=cid)
         cols = self._ik_cols
+        lin, ang = np.array(lin), np.array(ang)
+        if self._cols_prefix:
+            lin, ang = lin[:, : len(cols)], ang[:, : len(cols)]
+        else:
+            lin, ang = lin[:, cols], ang[:, cols]
         r = _quat_rotate(link_orn, self._tcp_pos)
-        lp = ls[4]
-        t = tcp_target_m
-        err = [t[0] - lp[0] - r[0], t[1] - lp[1] - r[1], t[2] - lp[2] - r[2]]
-        rows = [lin[0], lin[1], lin[2]]
-        if self._down is not None:
-            w_rot = self.orientation_weight
-            # rotation error (world frame): axis * angle of q_des * q_cur^-1
-            inv_cur = (-link_orn[0], -link_orn[1], -link_orn[2], link_orn[3])
-            dq = p.multiplyTransforms((0, 0, 0), self._link_down, (0, 0, 0), inv_cur)[1]
-            w = min(1.0, max(-1.0, dq[3]))
-            sign = -1.0 if w < 0 else 1.0
-            norm = math.sqrt(dq[0] ** 2 + dq[1] ** 2 + dq[2] ** 2)
-            scale = sign * 2.0 * math.acos(abs(w)) / norm * w_rot if norm > 1e-9 else 0.0
-            err += [dq[0] * scale, dq[1] * scale, dq[2] * scale]
-            rows += [ang[0], ang[1], ang[2]]
-        jac = np.array(rows)
-        jac = jac[:, : len(cols)] if self._cols_prefix else jac[:, cols]
-        if self._rot_scale is not None:
-            jac *= self._rot_scale
-        jjt = jac @ jac.T
-        jjt += (damping**2) * self._eye[: len(err), : len(err)]
-        step = jac.T @ np.linalg.solve(jjt, np.array(err))
-        return np.array([q_all[c] for c in cols]) + step
+        tool = np.asarray(ls[4]) + r
+        q_arm = np.array([q_all[c] for c in cols])
+        # the rotation error of the link towards its "down" pose equals the tool's towards the spec's
+        down = None if self._down is None else np.asarray(self._link_down)
+        return ik_step(q_arm, tool, np.asarray(link_orn), lin, ang, np.asarray(tcp_target_m, dtype=float), down,
+                       self.orientation_weight, damping)
 
     def command(self, arm_q: np.ndarray, grip_opening: float | None = None) -> np.ndarray:
         """Send arm joint targets (dof,) and a gripper opening in [0, 1]. Returns the full target sent."""
@@ -239,21 +221,10 @@ class Robot:
             frac = 0.025 + 0.95 * min(1.0, max(0.0, float(grip_opening)))
             g = self._g_closed + frac * (self._g_open - self._g_closed)
             target[self.dof :] = g * self._g_mults
-        # velocity limit: scale the arm's joint step as a whole (keeps the tool's direction of
-        # motion; clipping joints one by one would bend the path), then clip to position limits
-        d = self.dof
-        delta = target[:d] - self.target[:d]
-        ratio = float(np.max(np.abs(delta) / self.step_limit[:d]))
-        if ratio > 1.0:
-            target[:d] = self.target[:d] + delta / ratio
-        lo = np.maximum(self.lower, self.target - self.step_limit)
-        hi = np.minimum(self.upper, self.target + self.step_limit)
-        sent = np.minimum(np.maximum(target, lo), hi)
-        if ratio > 1.0 or np.any(np.abs(sent[:d] - target[:d]) > 1e-6):
-            self.clipped_commands += 1
-        arm = sent[:d]
-        if (arm <= self._lower_hit).any() or (arm >= self._upper_hit).any():
-            self.limit_hits += 1
+        # velocity limit: the arm's step scaled as a whole, then position limits (sim/control_rules.py)
+        sent, clipped, hit = limit_command(target, self.target, self.step_limit, self.lower, self.upper, self.dof)
+        self.clipped_commands += int(clipped)
+        self.limit_hits += int(hit)
         self.target = sent
         self._send(sent)
         return sent

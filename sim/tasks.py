@@ -14,8 +14,16 @@ import pybullet as p
 from simgate.sim.robot import Robot
 from simgate.sim.world import World
 
-OBJECT_SIZE_M = 0.04
-DISTANCE_THRESHOLD_M = 0.05
+from simgate.sim.task_rules import (  # noqa: F401  (OBJECT_SIZE_M, DISTANCE_THRESHOLD_M re-exported)
+    DISTANCE_THRESHOLD_M,
+    OBJECT_SIZE_M,
+    distance_threshold_m,
+    object_mass_kg,
+    object_range_m,
+    object_size_m,
+    reach_goal_range_m,
+    reward_from_distance,
+)
 
 
 def goal_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -35,7 +43,7 @@ class Task:
 
     def __init__(self, world: World, robot: Robot, scale: float = 1.0) -> None:
         self.world, self.robot, self.scale = world, robot, scale
-        self.distance_threshold_m = DISTANCE_THRESHOLD_M * max(scale, 0.6)
+        self.distance_threshold_m = distance_threshold_m(scale)
         self.goal = np.zeros(3)
         self.marker = world.add_marker(0.02 * max(scale, 0.6), (0, 0, -1), (0.1, 0.9, 0.1, 0.4))
 
@@ -56,9 +64,7 @@ class Task:
     def compute_reward(self, achieved, desired, reward_type: str) -> np.ndarray:
         """Vectorized reward: sparse = -(d >= threshold), dense = -d. Shapes (3,)->() or (B,3)->(B,)."""
         d = goal_distance(achieved, desired)
-        if reward_type == "sparse":
-            return -(d >= self.distance_threshold_m).astype(np.float32)
-        return -d.astype(np.float32)
+        return np.asarray(reward_from_distance(d, self.distance_threshold_m, reward_type)).astype(np.float32)
 
     def is_success(self, achieved, desired) -> np.ndarray:
         return goal_distance(achieved, desired) < self.distance_threshold_m
@@ -68,8 +74,7 @@ class Reach(Task):
     name = "reach"
 
     def reset(self, rng):
-        s = self.scale
-        self.goal = rng.uniform([-0.15 * s, -0.15 * s, 0.0], [0.15 * s, 0.15 * s, 0.3 * s])
+        self.goal = rng.uniform(*reach_goal_range_m(self.scale))
         self._place_marker()
 
     def achieved_goal(self, ee_pos):
@@ -84,8 +89,8 @@ class _ObjectTask(Task):
 
     def __init__(self, world, robot, scale=1.0):
         super().__init__(world, robot, scale)
-        self.nominal_size_m = OBJECT_SIZE_M * max(scale, 0.75)
-        self.nominal_mass_kg = 1.0 * scale**3
+        self.nominal_size_m = object_size_m(scale)
+        self.nominal_mass_kg = object_mass_kg(scale)
         self.size_m = self.nominal_size_m
         self.obj = -1
         self._make_object(self.nominal_size_m, self.nominal_mass_kg)
@@ -105,7 +110,7 @@ class _ObjectTask(Task):
 
     def reset(self, rng):
         s, h = self.scale, self.size_m / 2
-        r = 0.15 * s
+        r = object_range_m(s)
         obj_xy = rng.uniform([-r, -r], [r, r])
         self.goal = np.array([*rng.uniform([-r, -r], [r, r]), h])
         if self.goal_z_range_m and rng.random() >= 0.3:
