@@ -17,9 +17,13 @@ setup() {
     .venv/bin/python -m pip install -q --upgrade pip >&2
     # the CPU build of torch first: an unpinned torch would pull GBs of CUDA wheels
     .venv/bin/python -m pip install -q "torch==2.13.0" >&2
-    .venv/bin/python -m pip install -q -e ".[dev,bench,scale]" >&2
+    .venv/bin/python -m pip install -q -e ".[dev,bench,scale,ros2build]" >&2
     rm -f .venv/.deps-* && touch "$stamp"
   fi
+  # control_msgs (FollowJointTrajectory): an installed ROS 2's, else built once from the interface
+  # files in hardware/ros2_interfaces (cached by a hash of its inputs: later runs cost ~0.1 s)
+  .venv/bin/python -m simgate.hardware.ros2_action_build \
+    || echo "[simgate] warning: no control_msgs: the ROS 2 FollowJointTrajectory action is unavailable" >&2
 }
 
 case "${1:-}" in
