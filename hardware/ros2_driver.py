@@ -4,12 +4,17 @@ serial servo bus, or the PyBullet simulation) into ROS 2 the way ros2_control wo
   /joint_states                    sensor_msgs/JointState at ``rate_hz`` (stamp = measurement time)
   /<controller>/joint_trajectory   trajectory_msgs/JointTrajectory, joint_trajectory_controller
                                    semantics (see hardware/jtc.py); rejections are logged
+  /<controller>/follow_joint_trajectory  control_msgs/action/FollowJointTrajectory: the same rules,
+                                   plus tolerances, feedback, cancel -> hold, result codes
+                                   (hardware/ros2_action_server.py); absent without control_msgs
+  /robot_description               std_msgs/String (transient local): the spec's URDF, mesh paths
+                                   resolved to file:// URIs
   ~/gripper                        std_msgs/Float64, gripper opening in [0, 1]
   ~/estop, ~/reset_estop           std_srvs/Trigger; the e-stop latches until reset
   ~/estopped                       std_msgs/Bool (transient local), the latch state
   /diagnostics                     diagnostic_msgs/DiagnosticArray at 1 Hz
 
-Every command it sends (each interpolated trajectory sample) passes the gateway's SafetyLayer.
+Every command it sends (each interpolated trajectory sample, each hold) passes the SafetyLayer.
 Parameters: ``DRIVER_PARAMETERS`` (files in launch/params/).
 
     simgate-ros2-driver --ros-args --params-file launch/params/sim_driver.yaml -p robot:=so101
@@ -18,8 +23,10 @@ Parameters: ``DRIVER_PARAMETERS`` (files in launch/params/).
 from __future__ import annotations
 
 import collections
+import re
 import sys
 import time
+from pathlib import Path
 
 from simgate.errors import ConfigError, SimgateError
 from simgate.hardware.jtc import ActiveTrajectory, TrajPoint, accept_trajectory
@@ -40,6 +47,15 @@ DRIVER_PARAMETERS: dict[str, Param] = {
     "workspace_min_m": Param([-0.6, -0.6, -0.005], "safety: tool workspace box, lower corner (m, world frame)"),
     "workspace_max_m": Param([0.6, 0.6, 0.9], "safety: tool workspace box, upper corner (m, world frame)"),
     "diagnostics_rate_hz": Param(1.0, "/diagnostics publish rate (Hz)", (0.1, 100.0)),
+    # FollowJointTrajectory action (defaults for what a goal leaves at 0)
+    "feedback_rate_hz": Param(20.0, "action: feedback (desired / actual / error) rate (Hz)", (0.1, 1000.0)),
+    "path_tolerance_rad": Param(0.0, "action: default largest set-point error while moving (rad); 0 = not checked",
+                                (0.0, 10.0)),
+    "goal_tolerance_rad": Param(0.05, "action: default largest error from the last point for success (rad); "
+                                      "0 = not checked", (0.0, 10.0)),
+    "goal_time_s": Param(1.0, "action: default time after the trajectory's end to come within the goal tolerance "
+                              "(s); 0 = no limit", (0.0, 60.0)),
+    "publish_robot_description": Param(True, "publish the spec's URDF on /robot_description (transient local)"),
     # sim backend
     "sim_rate_hz": Param(0.0, "sim: physics control / state rate (Hz); 0 = 4x rate_hz (at most 500)", (0.0, 1000.0)),
     "randomization": Param("", "sim: domain randomization ('' = off, 'preset')"),
@@ -85,8 +101,8 @@ class DriverNode:
         from std_srvs.srv import Trigger
         from trajectory_msgs.msg import JointTrajectory
 
-        from simgate.hardware.safety import SafetyConfig, SafetyLayer
         from simgate.hardware.config import make_backend
+        from simgate.hardware.safety import SafetyConfig, SafetyLayer
 
         self.node = node
         self.p = p = declare_all(node, DRIVER_PARAMETERS)
@@ -101,6 +117,7 @@ class DriverNode:
         self.grip = [j.name for j in self.spec.gripper.joints] if self.spec.gripper else []
         self.log = node.get_logger()
         self.traj: ActiveTrajectory | None = None
+        self.action = None
         self.last_cmd: list[float] | None = None
         self.counts = {"published": 0, "accepted": 0, "rejected": 0, "clipped": 0, "refused": 0}
         self._pub_times: collections.deque[float] = collections.deque(maxlen=200)
@@ -121,7 +138,24 @@ class DriverNode:
         node.create_timer(1.0 / self.rate_hz, self.tick)
         node.create_timer(1.0 / p["diagnostics_rate_hz"], self.publish_diagnostics)
         self.pub_estop.publish(Bool(data=False))
+        if p["publish_robot_description"]:
+            from std_msgs.msg import String
+
+            self.pub_urdf = node.create_publisher(String, "/robot_description", latched)
+            self.pub_urdf.publish(String(data=robot_description(self.spec)))
+        self._start_action()
         self.log.info(f"driving {self.spec.name} ({p['backend']}) at {self.rate_hz:g} Hz; trajectories on {topic}")
+
+    def _start_action(self) -> None:
+        try:
+            from simgate.hardware.ros2_action_server import FollowJointTrajectoryServer
+
+            self.action = FollowJointTrajectoryServer(self)
+        except ImportError as exc:  # control_msgs not built / installed
+            self.log.warn(f"no FollowJointTrajectory action ({exc}); build control_msgs with "
+                          "`python -m simgate.hardware.ros2_action_build` (./run.sh does)")
+            return
+        self.log.info(f"FollowJointTrajectory action on {self.action.name}")
 
     # ---- clock -------------------------------------------------------------------------------
     def now_s(self) -> float:
@@ -141,22 +175,30 @@ class DriverNode:
             return
         self.current = st.positions
         self._publish_state(st)
-        if self.traj is None:
+        now = self.now_s()
+        if self.traj is not None and not self._follow(now, st):
             return
-        q, done = self.traj.sample(self.now_s())
+        if self.action is not None:
+            self.action.on_tick(now, st.positions, st.velocities)
+
+    def _follow(self, now_s: float, st) -> bool:
+        """Send the active trajectory's sample at ``now_s`` through the safety layer; False when
+        the trajectory was aborted."""
+        q, done = self.traj.sample(now_s)
         d = self.safety.check(q, None, st.positions, clip=True, stream=True)
         if not d.allowed:
             self.counts["refused"] += 1
-            self._abort(f"safety refused the trajectory sample: {d.reason}")
-            return
+            self._abort(f"safety refused the trajectory sample: {d.reason}", "safety")
+            return False
         self.counts["clipped"] += int(d.clipped)
         try:
             self.last_cmd = self.backend.write(self._cmd(d.positions)).positions
         except SimgateError as exc:
-            self._abort(f"backend write failed: {exc}")
-            return
+            self._abort(f"backend write failed: {exc}", "backend")
+            return False
         if done:
             self.traj = None
+        return True
 
     def _cmd(self, positions, gripper=None):
         from simgate.hardware.types import JointCommand
@@ -181,34 +223,59 @@ class DriverNode:
         self.counts["published"] += 1
         self._pub_times.append(time.monotonic())
 
-    def _abort(self, reason: str) -> None:
+    def _abort(self, reason: str, kind: str = "backend") -> None:
         if self.traj is not None:
             self.traj = None
             self.log.error(f"trajectory aborted: {reason}")
+        if self.action is not None:
+            self.action.preempt(f"{kind}: {reason}")
+
+    def hold(self, reason: str) -> None:
+        """Stop following and hold at the measured position (checked by the safety layer as a
+        one-off command: it moves nothing, so only a latched e-stop refuses it)."""
+        self.traj = None
+        try:
+            cur = [min(j.upper, max(j.lower, q)) for q, j in zip(self.backend.read().positions, self.spec.arm_joints,
+                                                                 strict=True)]
+            d = self.safety.check(cur, None, cur, clip=True, stream=False)
+            if d.allowed:
+                self.last_cmd = self.backend.write(self._cmd(d.positions)).positions
+        except SimgateError as exc:
+            self.log.error(f"hold ({reason}) failed: {exc}")
 
     # ---- inputs ------------------------------------------------------------------------------
-    def on_trajectory(self, msg) -> None:
+    def accept(self, msg) -> ActiveTrajectory:
+        """A ``JointTrajectory`` message checked with the controller's rules (``hardware.jtc``)
+        from where the arm is (or is being sent); raises ``ConfigError`` with the reason."""
         pts = [TrajPoint(list(p.positions), list(p.velocities) if len(p.velocities) else None,
                          p.time_from_start.sec + p.time_from_start.nanosec * 1e-9) for p in msg.points]
         stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if self.safety.estopped:
+            raise ConfigError("e-stop is latched; call ~/reset_estop first")
+        if not hasattr(self, "current"):
+            raise ConfigError("no joint state from the backend yet")
+        start = self.last_cmd if self.traj is not None and self.last_cmd is not None else self.current
+        return accept_trajectory(
+            self.spec, list(msg.joint_names), pts, start, self.now_s(), stamp_s or None,
+            allow_partial_joints_goal=self.p["allow_partial_joints_goal"],
+            allow_nonzero_velocity_at_trajectory_end=self.p["allow_nonzero_velocity_at_trajectory_end"],
+            velocity_scale=self.p["velocity_scale"])
+
+    def start_trajectory(self, traj: ActiveTrajectory, via: str) -> None:
+        self.traj = traj
+        self.counts["accepted"] += 1
+        self.log.info(f"accepted trajectory ({via}): {len(traj.times_s) - 1} point(s) over {traj.times_s[-1]:.2f} s")
+
+    def on_trajectory(self, msg) -> None:
         try:
-            if self.safety.estopped:
-                raise ConfigError("e-stop is latched; call ~/reset_estop first")
-            if not hasattr(self, "current"):
-                raise ConfigError("no joint state from the backend yet")
-            start = self.last_cmd if self.traj is not None and self.last_cmd is not None else self.current
-            traj = accept_trajectory(
-                self.spec, list(msg.joint_names), pts, start, self.now_s(), stamp_s or None,
-                allow_partial_joints_goal=self.p["allow_partial_joints_goal"],
-                allow_nonzero_velocity_at_trajectory_end=self.p["allow_nonzero_velocity_at_trajectory_end"],
-                velocity_scale=self.p["velocity_scale"])
+            traj = self.accept(msg)
         except ConfigError as exc:
             self.counts["rejected"] += 1
             self.log.error(f"rejected trajectory: {exc}")
             return
-        self.traj = traj
-        self.counts["accepted"] += 1
-        self.log.info(f"accepted trajectory: {len(pts)} point(s) over {traj.times_s[-1]:.2f} s")
+        if self.action is not None:
+            self.action.preempt("preempted: a trajectory on the topic replaced it")
+        self.start_trajectory(traj, "topic")
 
     def on_gripper(self, msg) -> None:
         if not self.spec.gripper:
@@ -225,7 +292,7 @@ class DriverNode:
 
     def on_estop(self, request, response):
         self.safety.engage_estop("~/estop service")
-        self._abort("e-stop")
+        self._abort("~/estop service", "e-stop")
         try:  # hold where the arm is
             cur = [min(j.upper, max(j.lower, q)) for q, j in zip(self.backend.read().positions, self.spec.arm_joints,
                                                                  strict=True)]
@@ -261,7 +328,8 @@ class DriverNode:
             st.level, st.message = DiagnosticStatus.OK, "ok"
         values = {"backend": self._health, "estop": str(self.safety.estopped), "rate_hz": f"{self.achieved_rate_hz():.1f}",
                   "target_rate_hz": f"{self.rate_hz:g}", "trajectory_active": str(self.traj is not None),
-                  **{k: str(v) for k, v in self.counts.items()}}
+                  **{k: str(v) for k, v in self.counts.items()},
+                  **({f"action_{k}": str(v) for k, v in self.action.counts.items()} if self.action else {})}
         st.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         arr = DiagnosticArray(status=[st])
         arr.header.stamp = self.node.get_clock().now().to_msg()
@@ -269,6 +337,25 @@ class DriverNode:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def robot_description(spec) -> str:
+    """The spec's URDF with every mesh ``filename`` an absolute ``file://`` URI (``package://``
+    and relative paths resolved against the URDF's folder), as RViz and MoveIt load them."""
+    path = spec.urdf_path()
+    base = path.parent
+
+    def resolve(m: re.Match) -> str:
+        name = m.group(2)
+        if name.startswith("file://"):
+            return m.group(0)
+        rel = name.removeprefix("package://")
+        cand = base / rel
+        if not cand.exists() and name.startswith("package://") and "/" in rel:
+            cand = base / rel.split("/", 1)[1]  # package://<pkg>/<path>: the package is this folder
+        return f'{m.group(1)}"file://{cand.resolve()}"'
+
+    return re.sub(r'(<mesh\s[^>]*?filename=)"([^"]+)"', resolve, Path(path).read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
