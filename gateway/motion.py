@@ -16,6 +16,8 @@ import numpy as np
 
 from simgate.errors import ConfigError, SimgateError
 
+CONTROLLER_RESULT_GRACE_S = 5.0  # how long after a trajectory's end its controller's result may take
+
 
 class Run:
     def __init__(self, kind: str, detail: dict) -> None:
@@ -105,25 +107,55 @@ class MotionManager:
         run.result = {"final_positions": self.service.backend.read().positions}
 
     def _send_whole(self, run: Run, plan) -> None:
-        """One multi-point trajectory for a backend whose controller interpolates (ROS 2)."""
+        """One multi-point trajectory for a backend whose controller interpolates (ROS 2). When the
+        controller reports a result (the FollowJointTrajectory action: ``controller_goal``), the
+        run waits for it and carries it."""
         from simgate.hardware.types import TrajectoryCommand, TrajectoryPoint
 
         period = plan.period_s
         pts = [TrajectoryPoint(positions=q.tolist(), time_from_start_s=(k + 1) * period)
                for k, q in enumerate(plan.positions[1:])]
         pts[-1] = pts[-1].model_copy(update={"velocities": [0.0] * self.spec.dof})
+        backend = self.service.backend
         with self.service._lock:
-            self.service.backend.write_trajectory(TrajectoryCommand(points=pts))
+            backend.write_trajectory(TrajectoryCommand(points=pts))
+            goal = getattr(backend, "controller_goal", lambda: None)()  # this run's goal, or None
         self.service.sent_commands += 1
-        end = time.monotonic() + plan.duration_s
-        while time.monotonic() < end:
+        end = time.monotonic() + plan.duration_s + (CONTROLLER_RESULT_GRACE_S if goal else 0.0)
+        while time.monotonic() < end and not (goal and goal.done):
             if run.cancel.wait(0.02):
-                self.service.hold()
+                if goal is None:
+                    self.service.hold()
+                else:
+                    goal.cancel()  # this run's goal only (the controller holds): a newer one may be running
                 break
-            if self.service.backend.health().status != "ok" or self.service.safety.estopped:
-                raise SimgateError(f"motion aborted: backend is {self.service.backend.health().status}"
+            if backend.health().status != "ok" or self.service.safety.estopped:
+                if goal and not self.service.safety.estopped:
+                    run.result["controller"] = {**goal.view(), "status": "lost"}  # no answer will come
+                raise SimgateError(f"motion aborted: backend is {backend.health().status}: {backend.health().reason}"
                                    if not self.service.safety.estopped else "motion aborted: e-stop")
-        run.result = {"final_positions": self.service.backend.read().positions}
+        run.result = {"final_positions": backend.read().positions}
+        if goal:
+            self._controller_outcome(run, goal)
+
+    def _controller_outcome(self, run: Run, goal) -> None:
+        """The run's status from the controller's result: succeeded -> done, canceled / preempted ->
+        cancelled, aborted / rejected -> failed (with the error code); audited either way."""
+        t0 = time.monotonic()
+        while not goal.done and time.monotonic() - t0 < 1.0:  # a cancel's answer on its way
+            time.sleep(0.01)
+        r = goal.view()
+        run.result["controller"] = r
+        if not r["done"]:
+            raise SimgateError(f"no result from the controller {CONTROLLER_RESULT_GRACE_S:g} s after the trajectory's end")
+        if r["status"] in ("canceled", "preempted"):
+            run.status = "cancelled"
+        elif r["status"] != "succeeded":
+            run.status = "failed"
+            run.result["error"] = f"controller {r['status']} the trajectory: {r['error_name']}: {r['error_string']}"
+        self.service.audit.record(run.detail.get("who", "?"), "run", "run_ended", {"run": run.id},
+                                  run.status if run.status != "running" else "done", sent=r,
+                                  reason=run.result.get("error", ""))
 
     # ---- end-effector pose -------------------------------------------------------------------
     def solve_ik(self, position_m: list[float], iterations: int = 60) -> list[float]:

@@ -162,3 +162,62 @@ def test_robot_flag_is_honoured_or_contradiction_named(tmp_path):
         except subprocess.TimeoutExpired:
             gw.kill()
         log.close()
+
+
+def _run_until_done(c, run_id, timeout_s=15.0):
+    return wait_for(lambda: (v := c.get(f"/v1/runs/{run_id}").json())["status"] != "running" and v,
+                    timeout_s=timeout_s, period_s=0.05)
+
+
+def test_rest_trajectory_runs_carry_the_controllers_action_result(tmp_path):
+    """--backend ros2 against the driver's FollowJointTrajectory action: a REST trajectory's run
+    reports the controller's result (succeeded; preempted by the next one); killing the driver
+    mid-goal is reported on the run and motion is refused."""
+    port = _port()
+    tok = TokenStore(tmp_path / "tokens.json").create("op", "act")
+    c = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5, headers={"Authorization": f"Bearer {tok}"})
+
+    def health():
+        try:
+            return c.get("/v1/state").json()["health"]["status"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
+
+    def trajectory(delta_rad, t_s):
+        q = np.array(c.get("/v1/state").json()["positions"])
+        mid, end = q.copy(), q.copy()
+        mid[0] += delta_rad / 2
+        end[0] += delta_rad
+        pts = [{"positions": mid.tolist(), "time_from_start_s": t_s / 2},
+               {"positions": end.tolist(), "time_from_start_s": t_s, "velocities": [0.0] * len(q)}]
+        r = c.post("/v1/trajectory", json={"points": pts})
+        assert r.status_code == 200, r.text
+        return r.json()["id"]
+
+    with gateway_process(tmp_path, port):
+        with driver_process(tmp_path / "driver.log") as drv:
+            assert wait_for(lambda: health() == "ok", timeout_s=30), (tmp_path / "gateway.log").read_text()[-2000:]
+            run = _run_until_done(c, trajectory(0.4, 1.0))
+            assert run and run["status"] == "done", run
+            ctl = run["result"]["controller"]
+            assert ctl["status"] == "succeeded" and ctl["error_code"] == 0 and ctl["feedback_messages"] > 0, ctl
+            # a second motion replaces a running one: the first run reports the controller's answer
+            first = trajectory(-0.8, 3.0)
+            time.sleep(0.6)
+            second = trajectory(0.3, 1.0)
+            run1, run2 = _run_until_done(c, first), _run_until_done(c, second)
+            assert run1["status"] == "cancelled" and run1["result"]["controller"]["status"] in ("canceled", "preempted")
+            assert run2["status"] == "done" and run2["result"]["controller"]["status"] == "succeeded", run2
+            # the driver dies mid-goal
+            long_run = trajectory(-0.8, 3.0)
+            time.sleep(0.5)
+            drv.kill()
+            run = _run_until_done(c, long_run, timeout_s=5)
+            assert run and run["status"] == "refused" and "stale" in run["result"]["error"], run
+            assert run["result"]["controller"]["status"] == "lost", run
+        r = c.post("/v1/joints", json={"positions": c.get("/v1/state").json()["positions"]})
+        assert r.status_code == 409 and "stale" in r.json()["detail"], r.text
+    audit = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    ended = [a for a in audit if a["action"] == "run_ended"]
+    assert any(a["outcome"] == "done" and a["sent"]["status"] == "succeeded" for a in ended), ended
+    assert any("stale" in a["reason"] for a in ended), ended
