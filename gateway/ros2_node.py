@@ -2,7 +2,9 @@
 process runs uvicorn (REST, WebSocket, MCP) and rclpy, spinning in its own executor thread. The
 node ``simgate_gateway`` declares ``GATEWAY_PARAMETERS`` (read from ``--params-file``, e.g.
 launch/params/gateway.yaml); its ROS 2 backend subscribes to ``joint_states_topic`` and sends
-``/<controller>/joint_trajectory`` - an arm under ros2_control or simgate's driver node.
+trajectories as goals of the controller's ``/<controller>/follow_joint_trajectory`` action (runs
+carry its result), or on ``/<controller>/joint_trajectory`` when the action is not offered - an arm
+under ros2_control or simgate's driver node.
 
     simgate serve --backend ros2 --ros-args --params-file launch/params/gateway.yaml -p port:=8010
 """

@@ -1,4 +1,6 @@
 """Simulation: simgate's driver node on the PyBullet backend (real time) + the gateway on ROS 2.
+The driver serves /<controller>/joint_trajectory, the FollowJointTrajectory action
+/<controller>/follow_joint_trajectory (MoveIt's) and /robot_description.
 
     ros2 launch simgate sim_arm.launch.py robot:=so101 port:=8000 token_file:=gateway-tokens.json
 """
@@ -20,9 +22,17 @@ def generate_launch_description():
         DeclareLaunchArgument("host", default_value="127.0.0.1", description="gateway bind address"),
         DeclareLaunchArgument("port", default_value="8000", description="gateway HTTP port"),
         DeclareLaunchArgument("token_file", default_value="gateway-tokens.json", description="gateway API tokens"),
+        DeclareLaunchArgument("goal_tolerance_rad", default_value="0.05",
+                              description="action: default largest error from the last point for success (rad)"),
+        DeclareLaunchArgument("goal_time_s", default_value="1.0",
+                              description="action: default time after a trajectory's end to reach the goal tolerance (s)"),
+        DeclareLaunchArgument("feedback_rate_hz", default_value="20.0",
+                              description="action: FollowJointTrajectory feedback rate (Hz)"),
         Node(package="simgate", executable="simgate-ros2-driver", name="simgate_driver", output="screen",
              parameters=[PathJoinSubstitution([share, "params", "sim_driver.yaml"]),
-                         {"robot": arg("robot"), "controller": arg("controller")}]),
+                         {"robot": arg("robot"), "controller": arg("controller"),
+                          "goal_tolerance_rad": arg("goal_tolerance_rad"), "goal_time_s": arg("goal_time_s"),
+                          "feedback_rate_hz": arg("feedback_rate_hz")}]),
         Node(package="simgate", executable="simgate-ros2-gateway", name="simgate_gateway", output="screen",
              parameters=[PathJoinSubstitution([share, "params", "gateway.yaml"]),
                          {"robot": arg("robot"), "controller": arg("controller"), "host": arg("host"),

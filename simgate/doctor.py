@@ -96,6 +96,17 @@ def check_ros2() -> Check:
                                              "loopback pub/sub works")
 
 
+def check_control_msgs() -> Check:
+    """Which control_msgs (FollowJointTrajectory) the ROS 2 driver and gateway use."""
+    from simgate.hardware.ros2_action_build import source
+
+    kind, detail = source()
+    if kind == "missing":
+        return Check("control_msgs (ROS 2 action)", "warn", f"{detail}: the driver serves the trajectory topic only",
+                     "python -m simgate.hardware.ros2_action_build (./run.sh does it; needs cmake, gcc/g++)")
+    return Check("control_msgs (ROS 2 action)", "ok", detail)
+
+
 def check_serial_ports() -> Check:
     try:
         from serial.tools import list_ports
@@ -175,7 +186,8 @@ def _version(dist: str) -> str:
         return "?"
 
 
-CHECKS: list[Callable[[], Check]] = [check_python, check_torch, check_pybullet, check_ros2, check_serial_ports,
+CHECKS: list[Callable[[], Check]] = [check_python, check_torch, check_pybullet, check_ros2, check_control_msgs,
+                                     check_serial_ports,
                                      check_storage, check_video, check_ray]
 
 

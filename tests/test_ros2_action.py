@@ -87,6 +87,10 @@ def test_control_msgs_build_is_cached_and_names_missing_tools(monkeypatch):
     r = subprocess.run([sys.executable, "-m", "simgate.hardware.ros2_action_build"], capture_output=True, text=True)
     assert r.returncode == 0 and "built control_msgs" not in r.stderr, r.stderr  # nothing rebuilt
     assert time.monotonic() - t0 < 5.0
+    from simgate.doctor import check_control_msgs
+
+    doc = check_control_msgs()
+    assert doc.status == "ok" and (("built by simgate" in doc.detail) == (kind == "built")), doc
     monkeypatch.setattr(build.shutil, "which", lambda name: None)
     missing = build.missing_tools()
     assert any("cmake" in m for m in missing) and any("C++ compiler" in m for m in missing)
