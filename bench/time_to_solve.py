@@ -8,6 +8,15 @@ holdout seeds, deterministic actions; the clock counts training only (evaluation
 excluded); torch on ``--threads`` threads.
 
     python bench/time_to_solve.py --seeds 3 --json out/time_to_solve.json
+
+``--task push``: wall time to >= 90 % on 200 PyBullet holdout goals, the twin recipe
+(docs/recipes/panda_push_twin_ppo.yaml, trained in the batched twin, selected on PyBullet) next to
+the PyBullet SAC + HER recipe (docs/recipes/panda_push_sac_her.yaml). Each side trains with
+``simgate train`` under ``--max-wall-s``; every selection evaluation's policy is checked on the
+holdout goals, and the clock (training wall time, as run.json counts it) stops at the first
+holdout result >= 90 %.
+
+    python bench/time_to_solve.py --task push --sides twin_ppo --seeds 1 --json out/push_tts.json
 """
 
 from __future__ import annotations
@@ -106,6 +115,40 @@ def run_one(side: str, seed: int, max_steps: int, eval_every: int, eval_episodes
     return result
 
 
+PUSH_RECIPES = {"twin_ppo": "docs/recipes/panda_push_twin_ppo.yaml", "sac_her": "docs/recipes/panda_push_sac_her.yaml"}
+
+
+def run_push(side: str, seed: int, max_wall_s: float, holdout: int, out_root: Path) -> dict:
+    """Train one side; check each new best selection policy on the PyBullet holdout goals."""
+    from simgate.policies.evaluation import evaluate, seeds_for
+    from simgate.policies.export import TorchPolicy
+    from simgate.policies.recipes import load_recipe
+    from simgate.policies.train import train
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = load_recipe(root / PUSH_RECIPES[side], seed=seed, stop_at_success=None)
+    out = out_root / f"{side}_seed{seed}"
+    result = {"side": side, "seed": seed, "solved": False, "wall_s": None, "steps": None, "curve": []}
+    hold = seeds_for("holdout", holdout)
+
+    def on_eval(steps: int, success: float) -> bool:
+        if not (out / "policy.ts").exists() or success < 0.85:
+            return False
+        state = json.loads((out / "checkpoints" / "state.json").read_text()) if side == "sac_her" else None
+        wall = (state or {}).get("wall_s") or time.perf_counter() - clock
+        res = evaluate(TorchPolicy(out / "policy.ts"), cfg.env_id, hold)
+        result["curve"].append([steps, round(wall, 1), success, res.success_rate])
+        if res.success_rate >= 0.9:
+            result.update(solved=True, wall_s=round(wall, 1), steps=steps, holdout_success=res.success_rate)
+            return True
+        return False
+
+    clock = time.perf_counter()
+    run = train(cfg, out, progress_bar=False, max_wall_s=max_wall_s, on_eval=on_eval)
+    result["status"] = run["status"]
+    return result
+
+
 def main() -> None:
     import torch
 
@@ -117,8 +160,23 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--override", action="append", default=[], help="simgate recipe field=value (YAML value)")
-    ap.add_argument("--sides", default="rl_zoo_tqc_her,simgate")
+    ap.add_argument("--sides", default=None, help="reach: rl_zoo_tqc_her,simgate; push: twin_ppo,sac_her")
+    ap.add_argument("--task", choices=["reach", "push"], default="reach")
+    ap.add_argument("--max-wall-s", type=float, default=1800.0, help="push: training budget per run")
+    ap.add_argument("--holdout", type=int, default=200, help="push: PyBullet holdout goals")
+    ap.add_argument("--out", type=Path, default=Path("runs/time_to_solve"))
     args = ap.parse_args()
+    if args.task == "push":
+        torch.set_num_threads(args.threads)
+        runs = [run_push(side, seed, args.max_wall_s, args.holdout, args.out) for seed in range(args.seeds)
+                for side in (args.sides or "twin_ppo,sac_her").split(",")]
+        for r in runs:
+            print(f"seed {r['seed']} {r['side']:<9} solved={r['solved']} wall_s={r['wall_s']} steps={r['steps']}", flush=True)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"task": "push", "runs": runs}, indent=2))
+        return
+    args.sides = args.sides or "rl_zoo_tqc_her,simgate"
     import yaml
 
     overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.override)}

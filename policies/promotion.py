@@ -42,6 +42,13 @@ def promote_run(run_dir: str | Path, registry_dir=None, name: str | None = None,
         "training": {"config": cfg, "steps": run.get("steps"), "wall_s": run.get("wall_s"), "device": run.get("device")},
         "ledger_entry": ledger_entry,
     }
+    if run.get("trained_in") == "twin":  # trained in the batched twin: PyBullet judged, fidelity on record
+        from simgate.sim.twin.check import twin_check
+
+        spec = meta
+        meta["training"]["trained_in"] = "twin"
+        meta["twin"] = {"selected": run.get("selected"), "twin_pybullet_gap": run.get("twin_pybullet_gap"),
+                        "fidelity": twin_check(spec["robot"], spec["task"], episodes=50)}
     if run.get("code"):
         meta["code"] = run["code"]
     return Registry(registry_dir).promote(run_dir / "policy.ts", meta, name=name)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simgate.errors import ConfigError
 
-Algo = Literal["sac", "tqc", "ppo"]
+Algo = Literal["sac", "tqc", "ppo", "twin_ppo"]
 
 
 class RecipeConfig(BaseModel):
@@ -49,6 +49,8 @@ class RecipeConfig(BaseModel):
     n_steps: int = Field(512, ge=8)
     n_epochs: int = Field(10, ge=1)
     ent_coef: float = 0.0
+    gae_lambda: float = Field(0.95, gt=0, le=1, description="twin_ppo: GAE lambda")
+    clip_range: float = Field(0.2, gt=0, description="twin_ppo: PPO ratio clip")
     # bookkeeping
     eval_every_steps: int = Field(1000, ge=1)
     eval_episodes: int = Field(20, ge=1)
@@ -65,7 +67,11 @@ def default_recipe(env_id: str = "simgate/PandaReach-v0", algo: Algo | None = No
     dense = "Dense" in env_id
     algo = algo or ("ppo" if dense else "sac")
     base: dict = {"env_id": env_id, "algo": algo}
-    if algo == "ppo":
+    if algo == "twin_ppo":  # batched PPO in the twin, judged in PyBullet (docs/recipes/*twin*)
+        base.update(num_envs=1024, n_steps=50, n_epochs=5, batch_size=8192, learning_rate=3e-4, gamma=0.98,
+                    net_arch=[128, 128], her_n_sampled_goal=0, total_steps=50_000_000, eval_every_steps=1_000_000,
+                    eval_episodes=100, checkpoint_every_steps=2_000_000)
+    elif algo == "ppo":
         base.update(learning_rate=3e-4, batch_size=64, gamma=0.98, net_arch=[64, 64], n_steps=512,
                     her_n_sampled_goal=0, num_envs=4, num_workers=1)
     elif "Reach" in env_id:

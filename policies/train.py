@@ -173,6 +173,10 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
     at ``max_wall_s``, when ``on_eval(steps, success)`` returns True (pruned), or on SIGINT
     (checkpoint saved; ``status`` says which).
     """
+    if cfg.algo == "twin_ppo":  # batched PPO in the torch twin, selected on PyBullet evaluations
+        from simgate.policies.batched_ppo import train_twin
+
+        return train_twin(cfg, out_dir, progress_bar, max_wall_s, on_eval)
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecNormalize

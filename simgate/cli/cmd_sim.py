@@ -84,3 +84,40 @@ def sim_video(
     w, h = (int(x) for x in size.lower().split("x"))
     frames = record_video(env_id, policy_factory(policy), out, episodes=episodes, seed=seed, size=(w, h))
     console.print(f"wrote {out} ({frames} frames)")
+
+
+@sim_app.command("fit-twin")
+def sim_fit_twin(robot: str = typer.Argument(..., help="robot name or spec .yaml")) -> None:
+    """Fit the batched twin's joint motor model to PyBullet; writes <spec>.twin.yaml next to the spec."""
+    import torch
+
+    from simgate.sim.twin.fit import fit_and_save
+
+    torch.set_num_threads(1)
+    params, path = fit_and_save(robot)
+    console.print(f"wrote {path}")
+    print(json.dumps(params.model_dump(), indent=2))
+
+
+@sim_app.command("twin-check")
+def sim_twin_check(
+    robot: str = typer.Argument(..., help="robot name or spec .yaml"),
+    task: str = typer.Argument(..., help="reach | push"),
+    episodes: int = typer.Option(200, min=1, help="closed-loop scripted episodes (holdout seeds)"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the report here"),
+) -> None:
+    """Fidelity of the batched twin against PyBullet on the same seeds; exit 1 if a threshold fails."""
+    import torch
+
+    from simgate.sim.twin.check import THRESHOLDS, twin_check
+
+    torch.set_num_threads(1)
+    report = twin_check(robot, task, episodes)
+    report["thresholds"] = {k: v for k, v in THRESHOLDS.items() if k in report}
+    print(json.dumps(report, indent=2))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2))
+    if report["failed"]:
+        console.print(f"[red]twin-check: outside the thresholds: {', '.join(report['failed'])}[/red]")
+        raise typer.Exit(1)

@@ -1,0 +1,348 @@
+"""TwinVecEnv: N Reach or Push envs in torch tensors (CPU or CUDA), a Gymnasium ``VectorEnv``
+with the PyBullet env's Dict observation layout, goal ranges, rewards, ``is_success``, time
+limit and same-step autoreset (``ee`` control; PickAndPlace stays PyBullet-only).
+
+Tensors in, tensors out: observations are a dict of (N, ·) float32 tensors on the twin's
+device; ``infos`` holds ``is_success`` (N,), ``tipped`` (N,) (the tip rule fired: the box is
+frozen and the episode cannot succeed) and, at episode ends, ``final_obs`` (dict of tensors)
+with the mask ``_final_obs`` and ``final_info = {"is_success": (N,)}``.
+
+Seeds: ``reset(seed=s)`` draws env i's randomization and goals from ``np.random.default_rng(s + i)``
+exactly as ``ArmEnv.reset(seed=s + i)`` does (same goals and objects as PyBullet on the same
+seeds); autoresets draw from one seeded torch generator, batched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from simgate.errors import ConfigError
+from simgate.sim.control_rules import ee_target, ik_step, limit_command
+from simgate.sim.randomization import RandomizationConfig, resolve_randomization
+from simgate.sim.robot_spec import RobotSpec, resolve_spec
+from simgate.sim.task_rules import (
+    distance_threshold_m,
+    object_range_m,
+    object_size_m,
+    reach_goal_range_m,
+    reward_from_distance,
+)
+from simgate.sim.twin.kinematics import Kinematics
+from simgate.sim.twin.params import TwinParams, load_params
+from simgate.sim.twin.physics import motor_substep, pusher_contact, table_friction
+
+TWIN_TASKS = ("reach", "push")
+TIME_STEP_S = 0.002
+
+
+class TwinVecEnv(VectorEnv):
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(self, robot: str | RobotSpec = "panda", task: str = "reach", num_envs: int = 1024,
+                 reward_type: str = "sparse", randomization=None, max_episode_steps: int = 50,
+                 device: str = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0,
+                 max_ee_step_m: float = 0.05, params: TwinParams | None = None) -> None:
+        self.spec_robot = spec = resolve_spec(robot)
+        if task not in TWIN_TASKS:
+            raise ConfigError(f"the twin has tasks {TWIN_TASKS}; {task!r} stays PyBullet-only")
+        if task not in spec.tasks:
+            raise ConfigError(f"robot {spec.name!r} does not support task {task!r}")
+        if reward_type not in ("sparse", "dense"):
+            raise ConfigError(f"reward_type must be 'sparse' or 'dense', got {reward_type!r}")
+        self.task_name, self.reward_type, self.num_envs = task, reward_type, num_envs
+        self.max_episode_steps, self.max_ee_step_m = max_episode_steps, max_ee_step_m
+        self.randomization: RandomizationConfig = resolve_randomization(randomization)
+        self.params = params or load_params(spec)
+        self.device, self.dtype = torch.device(device), dtype
+        self.kin = Kinematics(spec, device, dtype)
+        self.dof = spec.dof
+        self.substeps = max(1, int(round(spec.control_period_s / TIME_STEP_S)))
+        self.scale = spec.workspace_scale
+        self.threshold_m = distance_threshold_m(self.scale)
+        self.nominal_size_m = object_size_m(self.scale)
+        self.control, self.use_gripper = "ee", False
+        t = dict(device=self.device, dtype=dtype)
+        arm = spec.arm_joints
+        self.lower = torch.tensor([j.lower for j in arm], **t)
+        self.upper = torch.tensor([j.upper for j in arm], **t)
+        self.step_limit = torch.tensor([j.velocity for j in arm], **t) * spec.control_period_s
+        self.home = torch.tensor([j.home for j in arm], **t)
+        self.accel = torch.tensor(self.params.accel_limit_rad_s2, **t)
+        self.accel_neg = torch.tensor(self.params.accel_limit_neg_rad_s2 or self.params.accel_limit_rad_s2, **t)
+        self.down = None if spec.ee_down_orientation is None else torch.tensor(spec.ee_down_orientation, **t)
+        self.gen = torch.Generator(device=self.device).manual_seed(seed)
+        n_obs = 6 + (12 if task == "push" else 0)
+        single_obs = spaces.Dict({"observation": spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
+                                  "achieved_goal": spaces.Box(-np.inf, np.inf, (3,), np.float32),
+                                  "desired_goal": spaces.Box(-np.inf, np.inf, (3,), np.float32)})
+        self.single_observation_space = single_obs
+        self.single_action_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+        self.observation_space = batch_space(single_obs, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._alloc()
+
+    # ---- state -------------------------------------------------------------------------------
+    def _zeros(self, *shape, dtype=None):
+        return torch.zeros(*shape, device=self.device, dtype=dtype or self.dtype)
+
+    def _alloc(self) -> None:
+        n, d = self.num_envs, self.dof
+        self.q, self.qd = self._zeros(n, d), self._zeros(n, d)
+        self.target = self._zeros(n, d)
+        self.goal = self._zeros(n, 3)
+        self.steps = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.box = {"xy": self._zeros(n, 2), "yaw": self._zeros(n), "v": self._zeros(n, 2), "w": self._zeros(n),
+                    "h": torch.full((n,), self.nominal_size_m / 2, device=self.device, dtype=self.dtype)}
+        self.tipped = torch.zeros(n, dtype=torch.bool, device=self.device)
+        self.commands_clipped = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.joint_limit_hits = torch.zeros(n, dtype=torch.long, device=self.device)
+        names = list(type(self.randomization).model_fields)
+        self.dr = {k: self._zeros(n) for k in names}
+        self._set_dr_defaults(torch.ones(n, dtype=torch.bool, device=self.device))
+        self.pending = self._zeros(n, 11, 3)  # past actions for latency (<= 10 steps)
+
+    def _set_dr_defaults(self, mask) -> None:
+        defaults = {"link_mass_scale": 1.0, "lateral_friction": 0.5, "joint_damping": 0.0, "object_size_scale": 1.0,
+                    "object_mass_scale": 1.0, "action_latency_steps": 0.0, "action_noise_std": 0.0,
+                    "obs_noise_std": 0.0, "control_period_jitter": 0.0}
+        for k, v in defaults.items():
+            self.dr[k] = torch.where(mask, torch.full_like(self.dr[k], v), self.dr[k])
+
+    def _sample_dr_batched(self, mask) -> None:
+        self._set_dr_defaults(mask)
+        for name in type(self.randomization).model_fields:
+            r = getattr(self.randomization, name)
+            if r is None:
+                continue
+            u = torch.rand(self.num_envs, generator=self.gen, device=self.device, dtype=self.dtype)
+            if name == "action_latency_steps":
+                lo, hi = int(round(r.low)), int(round(r.high))
+                val = torch.floor(lo + u * (hi - lo + 1)).clamp(max=hi)
+            else:
+                val = r.low + u * (r.high - r.low)
+            self.dr[name] = torch.where(mask, val, self.dr[name])
+
+    def _uniform(self, lo, hi, n: int, k: int):
+        lo, hi = torch.tensor(lo, device=self.device, dtype=self.dtype), torch.tensor(hi, device=self.device, dtype=self.dtype)
+        return lo + torch.rand(n, k, generator=self.gen, device=self.device, dtype=self.dtype) * (hi - lo)
+
+    def _reset_envs(self, mask, seeds: list[int] | None = None) -> None:
+        """Reset the envs in ``mask``: DR draw, home pose, goals (and the object for Push)."""
+        n, r = self.num_envs, object_range_m(self.scale)
+        if seeds is not None:
+            self._draw_seeded(seeds)
+        else:
+            if self.randomization.enabled:
+                self._sample_dr_batched(mask)
+            if self.task_name == "reach":
+                goal = self._uniform(*reach_goal_range_m(self.scale), n, 3)
+            else:
+                obj = self._uniform([-r, -r], [r, r], n, 2)
+                goal = torch.cat([self._uniform([-r, -r], [r, r], n, 2), self._zeros(n, 1)], -1)
+                self.box["xy"] = torch.where(mask[:, None], obj, self.box["xy"])
+            self.goal = torch.where(mask[:, None], goal, self.goal)
+        m1 = mask[:, None]
+        h = self.nominal_size_m / 2 * self.dr["object_size_scale"]
+        self.box["h"] = torch.where(mask, h, self.box["h"])
+        if self.task_name == "push":
+            self.goal[:, 2] = torch.where(mask, self.box["h"], self.goal[:, 2])
+        for k in ("yaw", "w"):
+            self.box[k] = torch.where(mask, 0.0, self.box[k])
+        self.box["v"] = torch.where(m1, 0.0, self.box["v"])
+        self.q = torch.where(m1, self.home, self.q)
+        self.qd = torch.where(m1, 0.0, self.qd)
+        self.target = torch.where(m1, self.home, self.target)
+        self.steps = torch.where(mask, 0, self.steps)
+        self.tipped = self.tipped & ~mask
+        self.pending = torch.where(mask[:, None, None], 0.0, self.pending)
+        self.commands_clipped = torch.where(mask, 0, self.commands_clipped)
+        self.joint_limit_hits = torch.where(mask, 0, self.joint_limit_hits)
+        self._fk()
+
+    def _draw_seeded(self, seeds: list[int]) -> None:
+        """Per-env numpy draws in ArmEnv.reset's order: randomization, then the task's goal/object."""
+        r = object_range_m(self.scale)
+        goals, objs, drs = [], [], []
+        for s in seeds:
+            rng = np.random.default_rng(s)
+            drs.append(self.randomization.sample(rng) if self.randomization.enabled else {})
+            if self.task_name == "reach":
+                goals.append(rng.uniform(*reach_goal_range_m(self.scale)))
+            else:
+                objs.append(rng.uniform([-r, -r], [r, r]))
+                goals.append([*rng.uniform([-r, -r], [r, r]), 0.0])
+        self.goal = torch.tensor(np.array(goals), device=self.device, dtype=self.dtype)
+        if objs:
+            self.box["xy"] = torch.tensor(np.array(objs), device=self.device, dtype=self.dtype)
+        self._set_dr_defaults(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+        for k in self.dr:
+            vals = [d.get(k) for d in drs]
+            if any(v is not None for v in vals):
+                cur = self.dr[k].cpu().numpy()
+                self.dr[k] = torch.tensor([cur[i] if v is None else v for i, v in enumerate(vals)],
+                                          device=self.device, dtype=self.dtype)
+
+    def _fk(self) -> None:
+        self.tool, self.tool_quat, self.jl, self.ja = self.kin.forward(self.q)
+        self.tool_vel = (self.jl @ self.qd[..., None])[..., 0]
+
+    # ---- Gymnasium API -----------------------------------------------------------------------
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        n = self.num_envs
+        seeds = None
+        if seed is not None:
+            seeds = [seed + i for i in range(n)] if isinstance(seed, int) else list(seed)
+            self.gen.manual_seed(int(seeds[0]))
+        self._reset_envs(torch.ones(n, dtype=torch.bool, device=self.device), seeds)
+        obs = self._obs()
+        return obs, {"is_success": self._success(), "tipped": self.tipped.clone()}
+
+    def step(self, actions):
+        a = torch.as_tensor(actions, device=self.device, dtype=self.dtype).clamp(-1.0, 1.0)
+        a = self._perturb_actions(a)
+        floor = max(self.params.tool_floor_z_m, 0.0)
+        tgt = ee_target(self.tool, a, self.max_ee_step_m, floor)
+        q_des = ik_step(self.q, self.tool, self.tool_quat, self.jl, self.ja, tgt, self.down)
+        sent, clipped, hit = limit_command(q_des, self.target, self.step_limit, self.lower, self.upper, self.dof)
+        self.commands_clipped += clipped.long()
+        self.joint_limit_hits += hit.long()
+        self.target = sent
+        self._advance(sent)
+        self.steps += 1
+        obs = self._obs()
+        success = self._success()
+        reward = self.compute_reward(obs["achieved_goal"], obs["desired_goal"])
+        truncated = self.steps >= self.max_episode_steps
+        terminated = torch.zeros_like(truncated)
+        infos = {"is_success": success, "tipped": self.tipped.clone()}
+        if bool(truncated.any()):
+            infos["final_obs"] = {k: v.clone() for k, v in obs.items()}
+            infos["_final_obs"] = truncated.clone()
+            infos["final_info"] = {"is_success": success.clone(), "tipped": self.tipped.clone()}
+            self._reset_envs(truncated)
+            obs = self._obs()
+            infos["is_success"] = torch.where(truncated, self._success(), success)
+        return obs, reward, terminated, truncated, infos
+
+    def compute_reward(self, achieved_goal, desired_goal, info=None):
+        """Batched like the PyBullet env's: (B, 3), (B, 3) -> (B,)."""
+        d = torch.linalg.vector_norm(torch.as_tensor(achieved_goal) - torch.as_tensor(desired_goal), dim=-1)
+        return reward_from_distance(d, self.threshold_m, self.reward_type)
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _perturb_actions(self, a):
+        if not self.randomization.enabled:
+            return a
+        noise = self.dr["action_noise_std"][:, None]
+        a = (a + noise * torch.randn(a.shape, generator=self.gen, device=self.device, dtype=self.dtype)).clamp(-1, 1)
+        self.pending = torch.cat([a[:, None], self.pending[:, :-1]], 1)  # pending[:, k] = action k steps ago
+        lat = self.dr["action_latency_steps"].long()
+        return self.pending[torch.arange(self.num_envs, device=self.device), lat]
+
+    def _advance(self, target) -> None:
+        """Motor substeps (and the box for Push); FK at the end."""
+        p = self.params
+        dt = TIME_STEP_S
+        n_sub = self.substeps
+        active_n = None
+        if self.randomization.enabled:
+            jit = self.dr["control_period_jitter"]
+            u = torch.rand(self.num_envs, generator=self.gen, device=self.device, dtype=self.dtype) * 2 - 1
+            active_n = torch.clamp(torch.round(n_sub * (1.0 + jit * u)), min=1)
+            n_sub = int(active_n.max())
+            accel = self.accel / self.dr["link_mass_scale"][:, None]
+            accel_neg = self.accel_neg / self.dr["link_mass_scale"][:, None]
+            damp = torch.exp(-self.dr["joint_damping"] * dt)[:, None]
+        else:
+            accel, accel_neg, damp = self.accel, self.accel_neg, None
+        q0, tool0, jl0 = self.q, self.tool, self.jl
+        qs = []
+        for k in range(n_sub):
+            active = None if active_n is None else (k < active_n)
+            self.q, self.qd = motor_substep(self.q, self.qd, target, p.position_gain, accel, dt, active, accel_neg)
+            if damp is not None:
+                self.qd = self.qd * damp
+            qs.append(self.q)
+        self._fk()
+        if self.task_name == "push":
+            self._push(q0, tool0, jl0, qs, active_n)
+
+    def _push(self, q0, tool0, jl0, qs, active_n) -> None:
+        """Box dynamics over the substeps, the tool interpolated between the exact FK poses at the
+        ends of the step (linearized with the start Jacobian, corrected to hit the end pose)."""
+        p, dt, box = self.params, TIME_STEP_S, self.box
+        n_sub = len(qs)
+        lin_end = tool0 + (jl0 * (qs[-1] - q0)[:, None, :]).sum(-1)
+        corr = self.tool - lin_end
+        ydir = self._tool_y_xy()
+        offsets = torch.tensor([o * self.scale for o in p.pusher_offsets_m], device=self.device, dtype=self.dtype)[None, :, None]
+        mu_t = p.table_friction * (self.dr["lateral_friction"] / 0.5) ** 2
+        mu_f = p.finger_friction * self.dr["lateral_friction"] / 0.5
+        contact_z = 2.0 * box["h"] + p.tool_floor_z_m
+        prev = tool0
+        frozen = self.tipped
+        stride = max(1, n_sub // p.contact_substeps)
+        for k in range(stride - 1, n_sub, stride):
+            dq = qs[k] - q0
+            cur = tool0 + (jl0 * dq[:, None, :]).sum(-1) + corr * ((k + 1) / n_sub)
+            dt_c = dt * stride
+            vel = (cur - prev)[:, :2] / dt_c
+            prev = cur
+            touching = (cur[:, 2] < contact_z) & ~frozen
+            active = None if active_n is None else (k < active_n)
+            if active is not None:
+                touching = touching & active
+            disks = cur[:, None, :2] + ydir[:, None] * offsets
+            pen = pusher_contact(box, disks, vel, p.pusher_radius_m * self.scale, touching, mu_f, p.contact_bias, dt_c)
+            tip = touching & (cur[:, 2] >= p.tip_min_z_m * self.scale) & (pen.amax(1) > p.tip_penetration_m * self.scale)
+            frozen = frozen | tip
+            box["v"] = torch.where(frozen[:, None], 0.0, box["v"])
+            box["w"] = torch.where(frozen, 0.0, box["w"])
+            table_friction(box, mu_t, dt_c, active)
+        self.tipped = frozen
+
+    def _tool_y_xy(self):
+        qv = self.tool_quat
+        y = torch.zeros_like(self.tool)
+        y[:, 1] = 1.0
+        from simgate.sim.twin.kinematics import quat_rotate
+
+        d = quat_rotate(qv, y)[:, :2]
+        return d / torch.clamp(torch.linalg.vector_norm(d, dim=-1, keepdim=True), min=1e-6)
+
+    def _achieved(self):
+        if self.task_name == "reach":
+            return self.tool
+        return torch.cat([self.box["xy"], self.box["h"][:, None]], -1)
+
+    def _success(self):
+        d = torch.linalg.vector_norm(self._achieved() - self.goal, dim=-1)
+        return (d < self.threshold_m) & ~self.tipped
+
+    def _obs(self) -> dict[str, torch.Tensor]:
+        parts = [self.tool, self.tool_vel]
+        achieved = self._achieved()
+        if self.task_name == "push":
+            b = self.box
+            z = self._zeros(self.num_envs, 1)
+            parts += [achieved, z, z, b["yaw"][:, None], b["v"], z, z, z, b["w"][:, None]]
+        obs = torch.cat(parts, -1)
+        if self.randomization.enabled:
+            std = self.dr["obs_noise_std"][:, None]
+            obs = obs + std * torch.randn(obs.shape, generator=self.gen, device=self.device, dtype=self.dtype)
+            achieved = achieved + std * torch.randn(achieved.shape, generator=self.gen, device=self.device, dtype=self.dtype)
+        return {"observation": obs.float(), "achieved_goal": achieved.float(), "desired_goal": self.goal.float()}
+
+
+def make_twin(env_id: str, num_envs: int, **kwargs) -> TwinVecEnv:
+    """A twin for a registered PyBullet id (``simgate/PandaPushDense-v0`` ...), ``ee`` control only."""
+    from simgate.sim.registry import parse_env_id
+
+    base = parse_env_id(env_id)
+    if base.get("control", "ee") != "ee":
+        raise ConfigError(f"{env_id}: the twin runs ee control only")
+    return TwinVecEnv(robot=base["robot"], task=base["task"], reward_type=base["reward_type"], num_envs=num_envs, **kwargs)

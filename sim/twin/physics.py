@@ -1,0 +1,113 @@
+"""The twin's physics, batched in torch: the joint motor model and the planar push contact.
+
+Motor (per 2 ms substep, per joint): PyBullet's position control acts like a velocity target
+``gain * (target - q) / dt`` reached under a fitted acceleration limit; ``q += v dt``.
+
+Push contact (in the table plane): the box is a square of half size ``h`` with position, yaw,
+linear and angular velocity; the closed fingers are disks along the tool's y axis. A disk
+touches the box when the tool is lower than the box top plus the fingertip height; contacts
+are velocity impulses (no pull, Coulomb finger friction), then table friction decelerates the
+box (uniform pressure) and it moves. What it cannot represent (a finger landing on the box's
+top edge tilts it in PyBullet) the tip rule forbids: such a contact freezes the box.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# torque of uniform-pressure Coulomb friction on a square of side s: mu m g * 0.3826 s; inertia m s^2 / 6
+_SQUARE_FRICTION_ARM = 0.3826
+GRAVITY_M_S2 = 9.81
+
+
+def motor_substep(q, v, target, gain: float, accel_max, dt_s: float, active=None, accel_max_neg=None):
+    """One substep of the motor model; ``active`` (N,) masks envs whose control period has ended.
+    ``accel_max``/``accel_max_neg``: limits of the velocity change upwards/downwards (gravity makes
+    them differ: a joint lifting the arm accelerates less than one lowering it)."""
+    v_des = gain * (target - q) / dt_s
+    dv_max = accel_max * dt_s
+    dv_min = -(accel_max if accel_max_neg is None else accel_max_neg) * dt_s
+    v_new = v + torch.maximum(torch.minimum(v_des - v, dv_max), dv_min)
+    q_new = q + v_new * dt_s
+    if active is None:
+        return q_new, v_new
+    a = active[:, None]
+    return torch.where(a, q_new, q), torch.where(a, v_new, v)
+
+
+def _rot(c, s, x):
+    """Rotate 2-vectors x (..., 2) by angle with cos c, sin s (broadcast over the last axis)."""
+    return torch.stack([c * x[..., 0] - s * x[..., 1], s * x[..., 0] + c * x[..., 1]], -1)
+
+
+def _cross2(a, b):
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
+def pusher_contact(box, disks_xy, disk_v, radius_m: float, touching, finger_mu, bias: float, dt_s: float):
+    """Impulse of the deepest of the pusher disks (kinematic) on each box, in place; returns the
+    penetration of every disk (N, D) (m; 0 where not touching).
+
+    ``box``: dict of tensors xy (N, 2), yaw (N,), v (N, 2), w (N,), h (N,); ``disks_xy`` (N, D, 2);
+    ``disk_v`` (N, 2); ``touching`` (N,) bool: the tool is low enough to meet the box's side.
+    One contact per substep (the deepest): with 20 substeps per control step the contacts of
+    several disks are resolved in turn, as a sequential-impulse solver would."""
+    c, s = torch.cos(box["yaw"])[:, None], torch.sin(box["yaw"])[:, None]
+    h = box["h"][:, None, None]
+    local = _rot(c, -s, disks_xy - box["xy"][:, None])
+    clamped = torch.maximum(torch.minimum(local, h), -h)
+    diff = local - clamped
+    dist = torch.sqrt((diff * diff).sum(-1))
+    outside = dist > 1e-9
+    depth = h - local.abs()  # centre inside the box: leave by the nearest face
+    along_x = depth[..., 0] <= depth[..., 1]
+    sgn = torch.where(local >= 0, 1.0, -1.0).to(local.dtype)
+    n_in = torch.stack([torch.where(along_x, sgn[..., 0], 0.0), torch.where(along_x, 0.0, sgn[..., 1])], -1)
+    pen = torch.where(outside, radius_m - dist, radius_m + torch.where(along_x, depth[..., 0], depth[..., 1]))
+    pen = torch.where(touching[:, None], pen, torch.zeros_like(pen))
+    pick = (pen == pen.amax(1, keepdim=True)).to(pen.dtype)
+    pick = pick / pick.sum(1, keepdim=True)  # the deepest disk (ties share)
+
+    def sel(x):
+        return (x * pick[..., None]).sum(1) if x.dim() == 3 else (x * pick).sum(1)
+
+    pen_k, out_k = sel(pen), sel(outside.to(pen.dtype)) > 0.5
+    n_local = torch.where(out_k[:, None], sel(diff / torch.clamp(dist, min=1e-9)[..., None]), sel(n_in))
+    point = torch.where(out_k[:, None], sel(clamped), sel(torch.where(n_in != 0, n_in * h, local)))
+    c, s = c[:, 0], s[:, 0]
+    u = -_rot(c, s, n_local)  # push direction, into the box
+    r = _rot(c, s, point)
+    inertia = (2.0 * box["h"]) ** 2 / 6.0  # per unit mass
+    perp_r = torch.stack([-r[:, 1], r[:, 0]], -1)
+    v_c = box["v"] + box["w"][:, None] * perp_r
+    want = (disk_v * u).sum(-1) + bias * torch.clamp(pen_k, min=0.0) / dt_s
+    rxu = _cross2(r, u)
+    j = torch.clamp(want - (v_c * u).sum(-1), min=0.0) / (1.0 + rxu * rxu / inertia)
+    j = torch.where(pen_k > 0, j, 0.0)
+    t = torch.stack([-u[:, 1], u[:, 0]], -1)
+    v_c = v_c + j[:, None] * u + (rxu * j / inertia)[:, None] * perp_r
+    rxt = _cross2(r, t)
+    jt = ((disk_v - v_c) * t).sum(-1) / (1.0 + rxt * rxt / inertia)
+    lim = finger_mu * j
+    jt = torch.maximum(torch.minimum(jt, lim), -lim)
+    box["v"] = box["v"] + j[:, None] * u + jt[:, None] * t
+    box["w"] = box["w"] + (rxu * j + rxt * jt) / inertia
+    return pen
+
+
+def table_friction(box, mu, dt_s: float, active=None) -> None:
+    """Coulomb friction of the table on the sliding/spinning box, then integration (in place)."""
+    v, w, h = box["v"], box["w"], box["h"]
+    speed = torch.sqrt((v * v).sum(-1))
+    dec = mu * GRAVITY_M_S2 * dt_s
+    scale = torch.clamp(speed - dec, min=0.0) / torch.clamp(speed, min=1e-12)
+    v = v * scale[:, None]
+    w_dec = mu * GRAVITY_M_S2 * _SQUARE_FRICTION_ARM * 6.0 / (2.0 * h) * dt_s
+    w = torch.sign(w) * torch.clamp(w.abs() - w_dec, min=0.0)
+    if active is not None:
+        v = torch.where(active[:, None], v, box["v"])
+        w = torch.where(active, w, box["w"])
+    box["v"], box["w"] = v, w
+    m = 1.0 if active is None else active.to(v.dtype)
+    box["xy"] = box["xy"] + v * dt_s * (m if active is None else m[:, None])
+    box["yaw"] = box["yaw"] + w * dt_s * m
