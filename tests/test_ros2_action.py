@@ -144,3 +144,21 @@ def test_late_subscriber_gets_the_robot_description(driver):
     root = ET.fromstring(got[0])
     joints = {j.get("name") for j in root.iter("joint") if j.get("type") != "fixed"}
     assert joints == set(SPEC.joint_names), (joints, SPEC.joint_names)
+
+
+def test_a_vanished_action_server_reads_as_stale():
+    """Joint states still arrive, but the controller's action server that was seen is gone."""
+    from simgate.hardware.config import Ros2Config
+    from simgate.hardware.ros2_backend import Ros2Backend
+    from simgate.hardware.types import RobotState
+
+    b = Ros2Backend(Ros2Config(robot="so101"))
+    b._ctx = object()  # as if connected
+    b._last = RobotState(joint_names=ARM, positions=HOME, velocities=[0.0] * 5, efforts=[0.0] * 5,
+                         stamp_s=time.monotonic())
+    b._last_rx = time.monotonic()
+    b._action = SimpleNamespace(seen=True, ready=lambda: True, name="/jtc/follow_joint_trajectory")
+    assert b.health().status == "ok"
+    b._action.ready = lambda: False
+    h = b.health()
+    assert h.status == "stale" and "/jtc/follow_joint_trajectory" in h.reason, h
