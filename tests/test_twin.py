@@ -70,7 +70,7 @@ def test_push_object_one_step_and_closed_loop_thresholds():
     assert one["object_one_step_mean_m"] <= THRESHOLDS["object_one_step_mean_m"]
     assert one["object_one_step_mean_m"] < one["object_stays_put_mean_m"] / 2
     loop = closed_loop("panda", "push", list(range(9_000_000, 9_000_040)))
-    assert loop["scripted_success_gap_points"] <= 2 * THRESHOLDS["scripted_success_gap_points"] + 100 / 40
+    assert loop["scripted_success_gap_points"] <= THRESHOLDS["scripted_success_gap_points"] + 100 / 40  # 1 of 40
     assert loop["first_success_step_gap"] <= THRESHOLDS["first_success_step_gap"]
 
 
@@ -80,9 +80,14 @@ def test_reach_closed_loop_thresholds():
     assert loop["first_success_step_gap"] <= THRESHOLDS["first_success_step_gap"]
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the per-joint motor model misses the arm's coupled inertia and "
-                   "gravity load on fast moves (one-step tool error ~3 mm mean vs the 1 mm bar); see docs/twin.md")
-def test_tool_one_step_threshold():
+def test_reach_tool_one_step_threshold():
+    one = one_step_errors("panda", "reach", episodes=8)
+    assert one["tool_one_step_scripted_mean_m"] <= THRESHOLDS["tool_one_step_scripted_mean_m"]
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: on Push the per-joint motor model misses the arm's coupled inertia, "
+                   "gravity load and the box's reaction (one-step tool error ~1.2 mm mean vs the 1 mm bar); docs/twin.md")
+def test_push_tool_one_step_threshold():
     one = one_step_errors("panda", "push", episodes=6)
     assert one["tool_one_step_scripted_mean_m"] <= THRESHOLDS["tool_one_step_scripted_mean_m"]
 
@@ -106,3 +111,16 @@ def test_twin_ppo_recipe_end_to_end(tmp_path):
     resumed = train(cfg.model_copy(update={"total_steps": 9600}), tmp_path, progress_bar=False)
     assert resumed["resumed"] and resumed["steps"] == 9600
     assert json.loads((tmp_path / "run.json").read_text())["trained_in"] == "twin"
+
+
+def test_twin_throughput_bench_smoke(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "t.json"
+    subprocess.run([sys.executable, "bench/twin_throughput.py", "--envs", "1,64", "--pybullet-steps", "60",
+                    "--tasks", "push", "--json", str(out)], cwd=root, check=True, capture_output=True, timeout=120)
+    row = json.loads(out.read_text())["tasks"]["push"]
+    assert row["pybullet_steps_per_s"] > 0 and row["twin_cpu_64_steps_per_s"] > 0 and row["learner_cpu_updates_per_s"] > 0

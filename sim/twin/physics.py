@@ -18,6 +18,7 @@ import torch
 # torque of uniform-pressure Coulomb friction on a square of side s: mu m g * 0.3826 s; inertia m s^2 / 6
 _SQUARE_FRICTION_ARM = 0.3826
 GRAVITY_M_S2 = 9.81
+MAX_RECOVERY_M_S = 0.1
 
 
 def motor_substep(q, v, target, gain: float, accel_max, dt_s: float, active=None, accel_max_neg=None):
@@ -80,7 +81,8 @@ def pusher_contact(box, disks_xy, disk_v, radius_m: float, touching, finger_mu, 
     inertia = (2.0 * box["h"]) ** 2 / 6.0  # per unit mass
     perp_r = torch.stack([-r[:, 1], r[:, 0]], -1)
     v_c = box["v"] + box["w"][:, None] * perp_r
-    want = (disk_v * u).sum(-1) + bias * torch.clamp(pen_k, min=0.0) / dt_s
+    # penetration recovery, capped: a disk that lands inside the box must not fling it
+    want = (disk_v * u).sum(-1) + torch.clamp(bias * pen_k / dt_s, min=0.0, max=MAX_RECOVERY_M_S)
     rxu = _cross2(r, u)
     j = torch.clamp(want - (v_c * u).sum(-1), min=0.0) / (1.0 + rxu * rxu / inertia)
     j = torch.where(pen_k > 0, j, 0.0)
@@ -90,7 +92,11 @@ def pusher_contact(box, disks_xy, disk_v, radius_m: float, touching, finger_mu, 
     jt = ((disk_v - v_c) * t).sum(-1) / (1.0 + rxt * rxt / inertia)
     lim = finger_mu * j
     jt = torch.maximum(torch.minimum(jt, lim), -lim)
-    box["v"] = box["v"] + j[:, None] * u + jt[:, None] * t
+    v = box["v"] + j[:, None] * u + jt[:, None] * t
+    # a kinematic pusher cannot throw the box faster than it moves itself (plus the capped recovery)
+    cap = torch.linalg.vector_norm(disk_v, dim=-1) + MAX_RECOVERY_M_S
+    speed = torch.linalg.vector_norm(v, dim=-1)
+    box["v"] = v * torch.clamp(cap / torch.clamp(speed, min=1e-9), max=1.0)[:, None]
     box["w"] = box["w"] + (rxu * j + rxt * jt) / inertia
     return pen
 
