@@ -55,12 +55,12 @@ def twin_rate(env_id: str, n: int, device: str, min_s: float = 1.0) -> float:
     return n * k / (time.perf_counter() - t)
 
 
-def learner_rate(env_id: str, device: str, iters: int = 2) -> float:
+def learner_rate(env_id: str, device: str, num_envs: int = 1024, iters: int = 2) -> float:
     from simgate.policies.batched_ppo import Learner
     from simgate.policies.recipes import default_recipe
     from simgate.sim.twin.env import make_twin
 
-    cfg = default_recipe(env_id, "twin_ppo", n_epochs=1)
+    cfg = default_recipe(env_id, "twin_ppo", n_epochs=1, num_envs=num_envs, batch_size=min(8192, num_envs * 50))
     env = make_twin(env_id, cfg.num_envs, device=device)
     learner = Learner(cfg, env, device)
     batch = learner.collect()
@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--envs", default="1,256,4096,65536")
     ap.add_argument("--pybullet-steps", type=int, default=1500)
     ap.add_argument("--tasks", default="reach,push")
+    ap.add_argument("--learner-envs", type=int, default=1024, help="envs of the rollout the PPO update timing uses")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -92,7 +93,7 @@ def main() -> None:
                 row[f"twin_{dev}_{n}_steps_per_s"] = round(twin_rate(env_id, n, dev), 1)
                 if dev == "cuda":
                     row[f"twin_cuda_{n}_peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-            row[f"learner_{dev}_updates_per_s"] = round(learner_rate(env_id, dev), 2)
+            row[f"learner_{dev}_updates_per_s"] = round(learner_rate(env_id, dev, args.learner_envs), 2)
         if "twin_cpu_4096_steps_per_s" in row:
             row["ratio_cpu_4096_over_pybullet"] = round(row["twin_cpu_4096_steps_per_s"] / row["pybullet_steps_per_s"], 1)
         out["tasks"][task] = row
