@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import re
 import time
 
 from fastapi import FastAPI, HTTPException, Request
@@ -33,8 +35,9 @@ class Metrics:
 
 
 class BodyLimit:
-    """Pure ASGI middleware: 413 for a body over ``limit`` bytes (declared or streamed), before
-    anything parses it."""
+    """Pure ASGI middleware: 413 for a body over ``limit`` bytes, declared or streamed (chunked),
+    before any route, parser or MCP session sees it. A body without a declared length is read up
+    to the limit first, then replayed to the app."""
 
     def __init__(self, app, limit: int, on_refusal) -> None:
         self.app, self.limit, self.on_refusal = app, limit, on_refusal
@@ -42,35 +45,61 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._reject(scope, send)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > self.limit:
+                return await self._reject(scope, send)
+            return await self.app(scope, receive, send)
+        if b"transfer-encoding" not in headers:
+            return await self.app(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return msg
+            if msg["type"] != "http.request":
+                return
+            chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
+            more = msg.get("more_body", False)
+            if size > self.limit:
+                return await self._reject(scope, send)
+        body, replayed = b"".join(chunks), False
 
-        try:
-            return await self.app(scope, limited, send)
-        except _TooLarge:
-            return await self._reject(scope, send)
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
 
     async def _reject(self, scope, send):
         self.on_refusal(scope.get("method", "?"), scope.get("path", "?"))
         body = json.dumps({"detail": f"request body larger than {self.limit} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+class RedactTokens(logging.Filter):
+    """Server logs never carry a token, even one a client put in a URL (which is then refused)."""
+
+    PATTERN = re.compile(r"((?:token|access_token|authorization)=)[^&\s\"']+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "=" in msg and self.PATTERN.search(msg):
+            record.msg, record.args = self.PATTERN.sub(r"\1[redacted]", msg), ()
+        return True
+
+
+def redact_server_logs() -> None:
+    for name in ("uvicorn.access", "uvicorn.error", "uvicorn"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
 
 
 class StateFastPath:
@@ -155,6 +184,7 @@ def create_app(service: ArmService, tokens: TokenStore, rate: RateLimiter | None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        redact_server_logs()  # after the server configured its loggers
         async with mcp.session_manager.run():
             yield
 

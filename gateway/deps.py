@@ -24,6 +24,7 @@ def bearer(authorization: str | None) -> str | None:
 def _identify(request: Request, authorization: str | None, need: str) -> str:
     st = request.app.state
     name, scope = st.tokens.identify(bearer(authorization))
+    request.state.who = name  # a 403 below is audited under the token's name
     require(scope, need)
     if not st.rate.allow(name):
         raise HTTPException(429, detail=f"rate limit exceeded for token {name!r}")

@@ -9,11 +9,13 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context, Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from simgate.errors import SimgateError
 from simgate.gateway.access import AuthError, require
 from simgate.gateway.deps import bearer
+
+Num = Annotated[float, Strict()]  # a JSON number: never a bool or a string
 
 
 class Reply(BaseModel):
@@ -41,15 +43,47 @@ class State(BaseModel):
     estop: bool
 
 
-def _ident(ctx: Context, tokens, rate, need: str) -> str:
+class AuditedMCP(MCPServer):
+    """An MCP server whose argument-validation failures are audited like every other refusal and
+    say which argument is wrong and why."""
+
+    def __init__(self, *args, audit, tokens, **kw) -> None:
+        super().__init__(*args, **kw)
+        self._audit, self._tokens = audit, tokens
+
+    async def call_tool(self, name, arguments, context=None):
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError):
+                reason = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in cause.errors()[:5])
+                self._audit.record(_who(context, self._tokens), "mcp", name, {}, "refused",
+                                   reason=f"invalid arguments: {reason}")
+                raise ToolError(f"refused: invalid arguments: {reason}") from cause
+            raise
+
+
+def _who(ctx, tokens) -> str:
+    try:
+        req = getattr(ctx.request_context, "request", None)
+        return tokens.identify(bearer(req.headers.get("authorization")))[0]
+    except Exception:  # noqa: BLE001 - no or a bad token: anonymous
+        return "anonymous"
+
+
+def _ident(ctx: Context, tokens, rate, need: str, audit, tool: str) -> str:
     req = getattr(ctx.request_context, "request", None)
     token = bearer(req.headers.get("authorization")) if req is not None else None
+    name = "anonymous"
     try:
         name, scope = tokens.identify(token)
         require(scope, need)
     except AuthError as exc:
+        audit.record(name, "mcp", tool, {}, "refused", reason=f"{exc.status}: {exc}")
         raise ToolError(f"{exc} (HTTP-equivalent {exc.status})") from exc
     if not rate.allow(name):
+        audit.record(name, "mcp", tool, {}, "refused", reason="429: rate limit")
         raise ToolError(f"rate limit exceeded for token {name!r}")
     return name
 
@@ -70,13 +104,18 @@ def make_mcp(service, tokens, rate, frames) -> MCPServer:
     box = f"{list(service.safety.config.workspace_min_m)}..{list(service.safety.config.workspace_max_m)} m"
     # bounds are published in the schema and enforced by the service (so a violation is refused with the joint
     # named and audited like any other refusal, instead of failing argument parsing)
-    Joints = Annotated[list[float], Field(json_schema_extra={
-        "minItems": dof, "maxItems": dof, "items": {"type": "number", "minimum": lo, "maximum": hi}},
+    per_joint = [{"type": "number", "minimum": j.lower, "maximum": j.upper, "description": f"{j.name}, rad"}
+                 for j in spec.arm_joints]
+    Joints = Annotated[list[Num], Strict(), Field(json_schema_extra={
+        "minItems": dof, "maxItems": dof, "prefixItems": per_joint,
+        "items": {"type": "number", "minimum": lo, "maximum": hi}},
         description=f"{dof} arm joint positions in rad, in this order: {ranges}")]
-    Point = Annotated[list[float], Field(json_schema_extra={"minItems": 3, "maxItems": 3},
-                                         description="[x, y, z] in m, world frame, table top at z = 0")]
-    Unit = Annotated[float, Field(json_schema_extra={"minimum": 0, "maximum": 1}, description="0 closed .. 1 open")]
-    mcp = MCPServer(name="simgate", instructions=(
+    Point = Annotated[list[Num], Strict(), Field(json_schema_extra={"minItems": 3, "maxItems": 3},
+                                                 description="[x, y, z] in m, world frame, table top at z = 0")]
+    Unit = Annotated[float, Strict(), Field(json_schema_extra={"minimum": 0, "maximum": 1},
+                                            description="0 closed .. 1 open")]
+    Flag = Annotated[bool, Strict()]
+    mcp = AuditedMCP(name="simgate", audit=service.audit, tokens=tokens, instructions=(
         f"Read and move one {spec.name} arm. Every motion passes the gateway's safety layer (joint limits, velocity "
         f"and acceleration limits, the tool workspace box {box}, e-stop); a refused motion moves nothing and the "
         "error says why. Motions are asynchronous: they return a run id at once; poll get_run."))
@@ -84,7 +123,8 @@ def make_mcp(service, tokens, rate, frames) -> MCPServer:
     moving = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
 
     def need(ctx: Context, scope: str) -> str:
-        return _ident(ctx, tokens, rate, scope)
+        tool = getattr(getattr(ctx, "_input_params", None), "name", None) or "tool"
+        return _ident(ctx, tokens, rate, scope, service.audit, tool)
 
     @mcp.tool(annotations=ro)
     def describe_robot(ctx: Context) -> dict[str, Any]:
@@ -108,7 +148,7 @@ def make_mcp(service, tokens, rate, frames) -> MCPServer:
     @mcp.tool(annotations=moving)
     def move_joints(ctx: Context, positions: Joints,
                     gripper: Unit | None = None,
-                    clip: Annotated[bool, Field(description="clip to the joint limits instead of refusing")] = False
+                    clip: Annotated[Flag, Field(description="clip to the joint limits instead of refusing")] = False
                     ) -> Reply:
         """Move the arm joints to ``positions`` (rad). Asynchronous: the motion is planned within the velocity and
         acceleration limits, checked whole (limits, workspace box) and started; returns its run id (poll get_run)."""
@@ -124,7 +164,7 @@ def make_mcp(service, tokens, rate, frames) -> MCPServer:
         "Move the tool to position_m. Asynchronous: returns a run id at once (poll get_run). Refused up front, "
         f"moving nothing, when the point is unreachable or the tool path would leave the workspace box {box}."))
     def move_to_pose(ctx: Context, position_m: Point,
-                     duration_s: Annotated[float, Field(json_schema_extra={"exclusiveMinimum": 0, "maximum": 60},
+                     duration_s: Annotated[float, Strict(), Field(json_schema_extra={"exclusiveMinimum": 0, "maximum": 60},
                                                         description="shortest duration, s")] = 1.0
                      ) -> Reply:
         return Reply(**_call(service.pose, need(ctx, "act"), "mcp", position_m, duration_s))
@@ -140,7 +180,7 @@ def make_mcp(service, tokens, rate, frames) -> MCPServer:
     @mcp.tool(annotations=moving)
     def run_policy(ctx: Context, policy: Annotated[str, Field(min_length=1, max_length=128, description="policy id")],
                    goal_m: Point,
-                   max_steps: Annotated[int, Field(json_schema_extra={"minimum": 1, "maximum": 5000},
+                   max_steps: Annotated[int, Strict(), Field(json_schema_extra={"minimum": 1, "maximum": 5000},
                                                    description="control steps")] = 100) -> Reply:
         """Run a promoted policy towards ``goal_m``. Asynchronous: returns a run id (poll get_run); each step passes
         the safety layer and a refused step ends the run with the arm held."""

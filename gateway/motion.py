@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from simgate.errors import ConfigError, SimgateError
+from simgate.errors import ConfigError, SafetyViolation, SimgateError
 
 CONTROLLER_RESULT_GRACE_S = 5.0  # how long after a trajectory's end its controller's result may take
 
@@ -39,11 +39,22 @@ class MotionManager:
         self.spec = service.spec
         self.registry_dir = registry_dir
         self.runs: dict[str, Run] = {}
+        self.following: tuple[list[float], list[float], float] | None = None  # last plan sample: q, v, time
         self._active: Run | None = None
         self._lock = threading.Lock()
 
+    def engage_estop(self, reason: str) -> None:
+        """Latch the e-stop and cancel every run, atomically with respect to ``_start``: a run either
+        started before (and is cancelled now) or is refused."""
+        with self._lock:
+            self.service.safety.engage_estop(reason)
+            self.cancel_all()
+
     def _start(self, run: Run, target) -> Run:
         with self._lock:
+            if self.service.safety.estopped:
+                raise SafetyViolation(f"e-stop is latched ({self.service.safety.estop_reason}); an admin must "
+                                      "reset it")
             if self._active is not None and self._active.status == "running":
                 self._active.cancel.set()
             self._active = run
@@ -82,7 +93,8 @@ class MotionManager:
 
     def cancel_all(self) -> None:
         for r in list(self.runs.values()):
-            r.cancel.set()
+            if r.status == "running":
+                r.cancel.set()
 
     # ---- checked plans -----------------------------------------------------------------------
     def follow(self, who: str, via: str, kind: str, plan, detail: dict) -> Run:
@@ -96,11 +108,17 @@ class MotionManager:
         period = plan.period_s
         k = 0
         while not run.cancel.is_set():
+            health = self.service.backend.health()
+            if health.status != "ok":  # never send blind: the run ends refused, the arm is held
+                raise SimgateError(f"motion aborted: backend is {health.status}: {health.reason}")
             k += 1
+            q_prev, _ = plan.sample((k - 1) * period)
             q, done = plan.sample(k * period)
             # the plan was judged whole; per sample the layer is a backstop: speed clipped (never raised),
             # limits and the workspace box still refused
-            self.service.send_sample(q, clip=True)
+            out = self.service.send_sample(q, clip=True, cancel=run.cancel, period_s=period)
+            if out.get("ok"):  # where a motion that takes over continues from, at this plan's speed
+                self.following = (q, ((np.asarray(q) - q_prev) / period).tolist(), time.monotonic())
             if done:
                 break
             time.sleep(max(0.0, t0 + k * period - time.monotonic()))
@@ -204,7 +222,7 @@ class MotionManager:
             target_tcp = ee + action[:3] * 0.05
             target_tcp[2] = max(target_tcp[2], 0.0)
             q_next, _ = kin.ik(q, target_tcp)
-            self.service.send_sample(q_next.tolist(), clip=True)  # speed clipped, limits/box refused
+            self.service.send_sample(q_next.tolist(), clip=True, cancel=run.cancel)  # speed clipped, box refused
             time.sleep(period)
         final = kin.tcp(self.service.backend.read().positions)
         dist = float(np.linalg.norm(final - goal))

@@ -42,7 +42,9 @@ class ArmService:
         self.safety = SafetyLayer(self.spec, safety)
         self.audit = audit
         self.lease = Lease(lease_ttl_s)
-        self.period_s = 1.0 / self.spec.control_rate_hz
+        # motions are sampled at the backend's own rate when it has one (one set-point per physics tick),
+        # else at the robot's control rate
+        self.period_s = 1.0 / float(getattr(backend, "rate_hz", None) or self.spec.control_rate_hz)
         self.vmax = self.safety.vmax.copy()  # rad/s, velocity limits times velocity_scale
         self.motions = MotionManager(self, registry_dir)
         self._lock = threading.Lock()  # one command reaches the backend at a time
@@ -139,7 +141,7 @@ class ArmService:
         try:
             self._precheck(who)
             out = fn()
-        except (Refused, ConfigError) as exc:
+        except (SafetyViolation, ConfigError) as exc:
             # well-formed but refused for this arm, its state or its limits: 409 with the reason
             raise self._refuse(who, via, action, asked, str(exc)) from exc
         except SimgateError as exc:
@@ -160,13 +162,54 @@ class ArmService:
         cur = self.backend.read().positions
         return [joints.get(n, q) for n, q in zip(names, cur, strict=True)]
 
-    def _start_plan(self, who: str, via: str, kind: str, plan: MotionPlan, detail: dict) -> dict:
+    def _measured(self) -> tuple[list[float], np.ndarray]:
+        """Positions (rad) and velocities (rad/s; below 0.02 rad/s read as rest, and within the
+        limits) of the arm now: a new motion starts from there, braking first if it moves."""
+        plan = self.motions.following  # a plan is being followed: continue from its last sample and speed
+        if plan is not None and time.monotonic() - plan[2] < 1.5 * self.period_s and self._following_active():
+            return plan[0], np.clip(np.asarray(plan[1], dtype=float), -self.vmax, self.vmax)
+        following = self.safety.last_setpoint()  # a stream of set-points: continue from the last one
+        if following is not None:
+            return following[0], np.clip(np.asarray(following[1], dtype=float), -self.vmax, self.vmax)
+        st = self.backend.read()
+        v = np.asarray(st.velocities, dtype=float)
+        v = np.where(np.abs(v) < 0.02, 0.0, np.clip(v, -self.vmax, self.vmax))
+        return st.positions, v
+
+    def _following_active(self) -> bool:
+        active = self.motions._active
+        return active is not None and active.status == "running" and not active.cancel.is_set()
+
+    def _check(self, plan: MotionPlan, start: tuple[list[float], np.ndarray]) -> MotionPlan:
         if plan.duration_s > MAX_PLAN_DURATION_S:
             raise Refused(f"the motion would take {plan.duration_s:.1f} s (longest allowed {MAX_PLAN_DURATION_S} s)")
-        d = self.safety.check_plan(plan, self.backend.read().positions)
+        d = self.safety.check_plan(plan, start[0], start[1].tolist())
         if not d.allowed:
             raise Refused(d.reason)
-        run = self.motions.follow(who, via, kind, plan, detail)
+        return plan
+
+    def _checked_plan(self, make_plan) -> MotionPlan:
+        """``make_plan(start)`` built from where the arm is (or the set-point it follows) and judged
+        whole; outside the write lock, since a long plan takes a while to judge."""
+        start = self._measured()
+        return self._check(make_plan(start), start)
+
+    def _handover(self, plan: MotionPlan, make_plan) -> MotionPlan:
+        """Under the write lock: if a running motion moved on while ``plan`` was judged, plan again
+        from where it is now (judged again); the running motion then sends nothing more."""
+        start = self._measured()
+        if not np.allclose(plan.positions[0], start[0], atol=1e-9):
+            plan = self._check(make_plan(start), start)
+        self.motions.cancel_all()
+        return plan
+
+    def _start_plan(self, who: str, via: str, kind: str, plan: MotionPlan, detail: dict, make_plan=None) -> dict:
+        """Start a checked plan, taking over from a running one without a jump in speed (refused if
+        the e-stop latched meanwhile)."""
+        with self._lock:
+            if make_plan is not None:
+                plan = self._handover(plan, make_plan)
+            run = self.motions.follow(who, via, kind, plan, detail)
         return {"ok": True, **run.view(), "sent": {"positions": plan.goal}, "plan": plan.summary(),
                 "summary": {"run": run.id, **plan.summary()}}
 
@@ -177,17 +220,29 @@ class ArmService:
         asked = {"positions": positions, "joints": joints, "gripper": gripper, "clip": clip}
 
         def go() -> dict:
+            if positions is not None and joints is not None:
+                raise ConfigError("give 'positions' or 'joints', not both")
             q = self.resolve_positions(positions, joints)
             if q is None and gripper is None:
                 raise ConfigError("give 'positions', 'joints' or 'gripper'")
             out: dict[str, Any] = {"ok": True, "clipped": False, "note": ""}
-            if gripper is not None:
-                out.update(self._gripper(gripper))
-            if q is not None:
+            plan = None
+            if q is not None:  # the whole motion is judged before anything (the gripper too) moves
                 target, note = self._target(q, clip)
-                out.update(self._start_plan(who, via, "joints", self._plan(target), {"goal_rad": target}))
+
+                def make_plan(start):
+                    return self._plan(target, start=start)
+
+                plan = self._checked_plan(make_plan)
                 out["clipped"], out["note"] = bool(note), note
-                out["sent"]["gripper"] = gripper
+            if gripper is not None:
+                self._check_gripper(gripper)
+            if plan is not None:
+                out.update(self._start_plan(who, via, "joints", plan, {"goal_rad": plan.goal}, make_plan))
+            if gripper is not None:
+                grip = self._gripper(gripper)
+                out["sent"] = {**out.get("sent", {}), "gripper": grip["sent"].get("gripper")}
+                out["summary"] = {**out.get("summary", {}), "gripper": gripper}
             return out
 
         return self._guarded(who, via, "move_joints", asked, go)
@@ -205,15 +260,18 @@ class ArmService:
             raise Refused(f"joint {names[i]!r}: {arr[i]:.4f} rad outside [{self.safety.lower[i]}, {self.safety.upper[i]}]")
         return np.clip(arr, self.safety.lower, self.safety.upper).tolist(), ("clipped: position limits" if out.any() else "")
 
-    def _plan(self, target: list[float], min_duration_s: float = 0.0) -> MotionPlan:
-        cur = self.backend.read().positions
+    def _plan(self, target: list[float], min_duration_s: float = 0.0, start=None) -> MotionPlan:
+        cur, vel = start or self._measured()
         return plan_joint_move(cur, target, self.vmax, self.safety.config.max_accel_rad_s2, self.period_s,
-                               min_duration_s=min_duration_s)
+                               min_duration_s=min_duration_s, velocity=vel)
 
-    def _gripper(self, opening: float) -> dict:
+    def _check_gripper(self, opening: float) -> None:
         d = self.safety.check(None, opening, self.backend.read().positions)
         if not d.allowed:
             raise Refused(d.reason)
+
+    def _gripper(self, opening: float) -> dict:
+        self._check_gripper(opening)
         with self._lock:
             sent = self.backend.write(JointCommand(gripper=opening))
         self.sent_commands += 1
@@ -225,16 +283,19 @@ class ArmService:
     def trajectory(self, who: str, via: str, traj: TrajectoryCommand) -> dict:
         """A joint trajectory (joint_trajectory_controller rules and interpolation) sampled at the
         control period and judged whole: limits, speed, acceleration, workspace at every sample."""
-        import math
-
         from simgate.hardware.jtc import accept_command
 
         def go() -> dict:
-            active = accept_command(self.spec, traj, self.backend.read().positions, time.monotonic(),
-                                    velocity_scale=math.inf)  # speed: judged on the samples below
-            plan = plan_from_trajectory(active, self.period_s)
+            def make_plan(start):
+                # the controller's rules, its segment-speed rule included (a point faster than the limits
+                # is refused even when it falls between two control ticks); then every sample is judged
+                active = accept_command(self.spec, traj, start[0], time.monotonic(),
+                                        velocity_scale=self.safety.config.velocity_scale)
+                return plan_from_trajectory(active, self.period_s)
+
+            plan = self._checked_plan(make_plan)
             return self._start_plan(who, via, "trajectory", plan, {"points": len(traj.points),
-                                                                    "duration_s": plan.duration_s})
+                                                                    "duration_s": plan.duration_s}, make_plan)
 
         return self._guarded(who, via, "trajectory", {"points": len(traj.points),
                                                       "end_rad": traj.points[-1].positions}, go)
@@ -248,8 +309,12 @@ class ArmService:
             if not 0 < duration_s <= 60:
                 raise ConfigError(f"duration_s: {duration_s} not in (0, 60]")
             q = self.motions.solve_ik(position_m)
-            plan = self._plan(q, min_duration_s=duration_s)
-            return self._start_plan(who, via, "pose", plan, {"position_m": list(position_m), "goal_rad": q})
+            def make_plan(start):
+                return self._plan(q, min_duration_s=duration_s, start=start)
+
+            plan = self._checked_plan(make_plan)
+            return self._start_plan(who, via, "pose", plan, {"position_m": list(position_m), "goal_rad": q},
+                                    make_plan)
 
         return self._guarded(who, via, "pose", {"position_m": position_m, "duration_s": duration_s}, go)
 
@@ -281,10 +346,15 @@ class ArmService:
 
         return self._guarded(who, via, "setpoint", asked, go)
 
-    def send_sample(self, positions, gripper=None, clip=True) -> dict:
-        """One set-point through ``SafetyLayer.check`` to the backend (motions' samples, stream, policy)."""
+    def send_sample(self, positions, gripper=None, clip=True, cancel: threading.Event | None = None,
+                    period_s: float | None = None) -> dict:
+        """One set-point through ``SafetyLayer.check`` to the backend (motions' samples, stream, policy).
+        ``cancel``: the caller's run; once set (checked under the write lock) nothing is sent."""
         with self._lock:
-            d = self.safety.check(positions, gripper, self.backend.read().positions, clip, stream=True)
+            if cancel is not None and cancel.is_set():
+                return {"ok": False, "cancelled": True}
+            d = self.safety.check(positions, gripper, self.backend.read().positions, clip, stream=True,
+                                  period_s=period_s)
             if not d.allowed:
                 raise Refused(d.reason)
             vmax = self.vmax.tolist() if d.positions is not None else None
@@ -311,8 +381,7 @@ class ArmService:
         return {"ok": True, "sent": sent}
 
     def estop(self, who: str, via: str, reason: str = "requested") -> dict[str, Any]:
-        self.safety.engage_estop(f"{reason} by {who}")
-        self.motions.cancel_all()
+        self.motions.engage_estop(f"{reason} by {who}")  # latched and every run cancelled at once
         try:
             self.hold()
         except SimgateError:
@@ -350,6 +419,8 @@ class ArmService:
             for client, t in list(self._watch.items()):
                 if now - t > timeout:
                     self._watch.pop(client, None)
+                    if self.lease.holder != client.split("#", 1)[0]:
+                        continue  # its set-points no longer drive the arm: nothing to stop
                     try:
                         self.hold()
                         self.audit.record(client, "watchdog", "watchdog_stop", {"silent_s": now - t}, "sent")

@@ -78,10 +78,31 @@ def _unit_profile(t: np.ndarray, total_s: float, accel_s: float) -> np.ndarray:
     return np.clip(s, 0.0, 1.0)
 
 
+def braking(current, velocity, amax: float | np.ndarray, period_s: float) -> np.ndarray:
+    """Samples (K + 1, dof) bringing joints moving at ``velocity`` (rad/s) to rest at ``amax``,
+    starting at ``current``; one row when nothing moves."""
+    q0, v0 = np.asarray(current, dtype=float), np.asarray(velocity, dtype=float)
+    amax = np.broadcast_to(np.asarray(amax, dtype=float), q0.shape)
+    t_stop = np.abs(v0) / amax
+    n = math.ceil(float(np.max(t_stop)) / period_s - 1e-9) if np.any(t_stop > 0) else 0
+    t = np.minimum(np.arange(n + 1)[:, None] * period_s, t_stop[None, :])
+    return q0[None, :] + v0[None, :] * t - 0.5 * np.sign(v0)[None, :] * amax[None, :] * t**2
+
+
 def plan_joint_move(current, target, vmax, amax: float | np.ndarray, period_s: float,
-                    min_duration_s: float = 0.0) -> MotionPlan:
+                    min_duration_s: float = 0.0, velocity=None) -> MotionPlan:
     """A synchronized trapezoidal move from ``current`` to ``target`` sampled every ``period_s``,
-    lasting at least ``min_duration_s`` (a slower move has lower speed and acceleration)."""
+    lasting at least ``min_duration_s`` (a slower move has lower speed and acceleration). A joint
+    still moving at ``velocity`` (rad/s, e.g. a preempted motion) first brakes to rest at ``amax``."""
+    stop = braking(current, np.zeros(len(current)) if velocity is None else velocity, amax, period_s)
+    plan = _trapezoid(stop[-1], target, vmax, amax, period_s, min_duration_s)
+    if len(stop) == 1:
+        return plan
+    peak = np.maximum(plan.peak_velocity_rad_s, np.abs(np.asarray(velocity, dtype=float)))
+    return MotionPlan(period_s, np.vstack([stop, plan.positions[1:]]), peak)
+
+
+def _trapezoid(current, target, vmax, amax, period_s: float, min_duration_s: float) -> MotionPlan:
     q0, q1 = np.asarray(current, dtype=float), np.asarray(target, dtype=float)
     vmax = np.asarray(vmax, dtype=float)
     amax = np.broadcast_to(np.asarray(amax, dtype=float), q0.shape)

@@ -126,17 +126,19 @@ class SafetyLayer:
 
     # ---- checks ------------------------------------------------------------------------------
     def check(self, positions: list[float] | None, gripper: float | None, current: list[float],
-              clip: bool = False, stream: bool = True) -> Decision:
+              clip: bool = False, stream: bool = True, period_s: float | None = None) -> Decision:
         """Judge a command against ``current`` arm positions (rad). Thread-safe.
 
+        ``period_s``: the set-point is a sample of a time-parameterized motion spaced ``period_s`` from the
+        previous one (its speed is judged on that spacing, not on when it arrived).
         ``stream``: the command is one of a stream at the command rate (WebSocket, trajectories,
         policy runs): velocity and acceleration between consecutive commands are checked too. A
         one-off command (REST, MCP) is checked for limits, step and workspace; the backend's
         controller shapes its motion."""
         with self._lock:
-            return self._check(positions, gripper, current, clip, stream)
+            return self._check(positions, gripper, current, clip, stream, period_s)
 
-    def _check(self, positions, gripper, current, clip, stream=True) -> Decision:
+    def _check(self, positions, gripper, current, clip, stream=True, period_s=None) -> Decision:
         if self._estop:
             return Decision(False, reason=f"e-stop is latched ({self._estop_reason}); an admin must reset it")
         if gripper is not None and not self.spec.gripper:
@@ -183,6 +185,8 @@ class SafetyLayer:
         else:
             ref, ref_vel = self._last_cmd, self._last_vel
             dt = min(max(now - self._last_t, cfg.min_command_period_s), cfg.command_period_s)
+            if period_s is not None:  # samples of a time-parameterized motion: their own spacing, not arrival jitter
+                dt = period_s
         vel = (target - ref) / dt
         fast = np.abs(vel) > self.vmax
         if fast.any():
@@ -214,13 +218,14 @@ class SafetyLayer:
         return Decision(True, target.tolist(), gripper, clipped, ("clipped: " + ", ".join(notes)) if clipped else "",
                         {"tcp_m": tcp.tolist()})
 
-    def check_plan(self, plan, current: list[float]) -> Decision:
-        """Judge a whole ``MotionPlan`` (see module docstring). Allowed decisions carry no clipping:
-        a plan is sent as it is or not at all. Thread-safe."""
+    def check_plan(self, plan, current: list[float], velocity: list[float] | None = None) -> Decision:
+        """Judge a whole ``MotionPlan`` (see module docstring) starting from the measured ``current``
+        positions and ``velocity`` (rad/s; None: at rest). Allowed decisions carry no clipping: a
+        plan is sent as it is or not at all. Thread-safe."""
         with self._lock:
-            return self._check_plan(plan, current)
+            return self._check_plan(plan, current, velocity)
 
-    def _check_plan(self, plan, current) -> Decision:
+    def _check_plan(self, plan, current, velocity=None) -> Decision:
         if self._estop:
             return Decision(False, reason=f"e-stop is latched ({self._estop_reason}); an admin must reset it")
         names = [j.name for j in self.spec.arm_joints]
@@ -246,7 +251,8 @@ class SafetyLayer:
             k, j = (int(x) for x in fast[0])
             return Decision(False, reason=f"joint {names[j]!r}: {abs(vel[k, j]):.2f} rad/s at t={k * dt:.2f} s exceeds "
                                           f"the velocity limit {self.vmax[j]:.2f} rad/s")
-        acc = np.diff(np.vstack([np.zeros((1, self.spec.dof)), vel, np.zeros((1, self.spec.dof))]), axis=0)
+        v0 = np.zeros((1, self.spec.dof)) if velocity is None else np.asarray(velocity, dtype=float)[None, :]
+        acc = np.diff(np.vstack([v0, vel, np.zeros((1, self.spec.dof))]), axis=0)
         acc /= max(dt, self.config.command_period_s)
         hard = np.argwhere(np.abs(acc) > self.config.max_accel_rad_s2 * (1 + 1e-6) + 1e-9)
         if len(hard):
@@ -260,6 +266,16 @@ class SafetyLayer:
                 return Decision(False, reason=f"end effector would leave the workspace box at t={k * dt:.2f} s: "
                                               f"{np.round(tcp, 3).tolist()} not within {lo.tolist()}..{hi.tolist()} m")
         return Decision(True, pos[-1].tolist(), details={"plan": plan.summary()})
+
+    def last_setpoint(self) -> tuple[list[float], list[float]] | None:
+        """(positions rad, velocity rad/s) of the last streamed set-point while a stream runs (the
+        command the arm is following), else None."""
+        with self._lock:
+            if self._last_cmd is None or self._last_t is None:
+                return None
+            if time.monotonic() - self._last_t > 1.5 * self.config.command_period_s:
+                return None
+            return self._last_cmd.tolist(), self._last_vel.tolist()
 
     def in_limits(self, positions: list[float]) -> bool:
         q = np.asarray(positions)

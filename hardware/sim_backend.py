@@ -126,12 +126,23 @@ class SimBackend(BackendBase):
 
     @staticmethod
     def _step_towards(world: World, robot: Robot, goal: np.ndarray, vmax: np.ndarray, substeps: int) -> None:
-        """One control period: the motors' set-point moves towards ``goal`` at no more than ``vmax``
-        (rad/s) per joint, substep by substep - as a servo with a speed limit does."""
-        max_move = vmax * world.time_step_s
+        """One control period: the motors' set-point moves evenly towards ``goal`` over the period (a
+        stream of set-points at the control rate becomes a smooth ramp), never faster than ``vmax``
+        (rad/s) per joint - as a servo with a speed limit does."""
+        import pybullet as p
+
+        dt = world.time_step_s
+        move = np.clip((goal - robot.target) / substeps, -vmax * dt, vmax * dt)
         for _ in range(substeps):
-            robot.target = robot.target + np.clip(goal - robot.target, -max_move, max_move)
-            robot._send(robot.target)
+            step = np.clip(goal - robot.target, -np.abs(move), np.abs(move))
+            robot.target = robot.target + step
+            # the ramp's velocity as feed-forward: the joint tracks the ramp instead of lagging it and
+            # catching up with a jolt when it slows down
+            # and the joint's speed limit as the motor's maximum velocity (a servo's speed limit)
+            for j, q, v, f, vm in zip(robot.motor_ids, robot.target, step / dt, robot.forces, vmax, strict=True):
+                p.setJointMotorControl2(robot.body, j, p.POSITION_CONTROL, targetPosition=float(q),
+                                        targetVelocity=float(v), force=float(f), maxVelocity=float(vm),
+                                        physicsClientId=world.cid)
             world.step(1)
 
     def _publish(self, robot: Robot, rng, obs_noise: float) -> None:

@@ -82,13 +82,18 @@ def test_token_never_in_the_url_nor_the_log(served):
     assert tok not in text and tok[3:20] not in text  # ...never the token
 
 
-def test_a_token_in_the_url_is_refused(served):
+def test_a_token_in_the_url_is_refused_and_redacted_from_the_log(served):
+    tok = served["tokens"]["read"]
+
     async def run():
         with pytest.raises(websockets.exceptions.InvalidStatus):
-            async with websockets.connect(served["ws"] + f"?token={served['tokens']['read']}"):
+            async with websockets.connect(served["ws"] + f"?rate_hz=5&token={tok}"):
                 pass
 
     asyncio.run(run())
+    time.sleep(0.5)
+    log = Path(served["log"]).read_text()
+    assert "token=[redacted]" in log and tok not in log
 
 
 def test_revoking_a_token_closes_its_open_stream_within_a_second(served):
