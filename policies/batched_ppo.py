@@ -48,7 +48,8 @@ def mlp(n_in: int, hidden: list[int], n_out: int) -> tuple[nn.Sequential, nn.Lin
 class RunningNorm:
     """Running mean/variance of observation features (merged per batch)."""
 
-    def __init__(self, n: int, device) -> None:
+    def __init__(self, n: int, device, var_floor: float = 1e-4) -> None:
+        self.var_floor = var_floor
         self.mean = torch.zeros(n, device=device)
         self.var = torch.ones(n, device=device)
         self.count = 1e-4
@@ -61,8 +62,8 @@ class RunningNorm:
         self.var = (self.var * self.count + b_var * b_n + delta**2 * self.count * b_n / tot) / tot
         self.count = tot
 
-    def std(self, eps: float = 1e-4) -> torch.Tensor:
-        return torch.sqrt(self.var + eps)
+    def std(self) -> torch.Tensor:
+        return torch.sqrt(self.var + self.var_floor)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.clamp((x - self.mean) / self.std(), -10.0, 10.0)
@@ -112,7 +113,9 @@ class Learner:
         self.n_act = int(env.single_action_space.shape[0])
         self.model = ActorCritic(n_obs, self.n_act, cfg.net_arch).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate)
-        self.norm = RunningNorm(n_obs, self.device)
+        # the variance floor keeps features the twin holds constant (box roll/pitch, vertical
+        # speeds) from turning PyBullet's small non-zero values into huge normalized inputs
+        self.norm = RunningNorm(n_obs, self.device, cfg.norm_obs_epsilon)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.obs, _ = env.reset(seed=cfg.seed * 1_000_003)
         self.steps = 0
