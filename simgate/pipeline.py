@@ -103,11 +103,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def goals(n: int) -> list[dict[str, list[float]]]:
+def goals(n: int, env_id: str = ENV_ID) -> list[dict[str, list[float]]]:
     """``n`` reach goals with their start poses (m, world frame), from fresh env seeds."""
     from simgate.sim import make
 
-    env = make(ENV_ID)
+    env = make(env_id)
     out = []
     for k in range(n):
         obs, _ = env.reset(seed=GOAL_SEEDS + k)

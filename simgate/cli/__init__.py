@@ -13,7 +13,8 @@ from simgate.cli._app import app, console
 from simgate.errors import SimgateError
 
 # the system's order: simulation -> training/registry -> research -> gateway -> hardware -> tools
-COMMAND_MODULES = ("cmd_sim", "cmd_policies", "cmd_research", "cmd_gateway", "cmd_hardware", "cmd_tools")
+COMMAND_MODULES = ("cmd_sim", "cmd_policies", "cmd_research", "cmd_gateway", "cmd_hardware", "cmd_check",
+                   "cmd_tools")
 for _name in COMMAND_MODULES:
     importlib.import_module(f"simgate.cli.{_name}")
 
