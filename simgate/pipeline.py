@@ -116,7 +116,7 @@ def goals(n: int, env_id: str = ENV_ID) -> list[dict[str, list[float]]]:
     return out
 
 
-async def _agent(url: str, token: str, policy: str, targets: list[dict], on_goal) -> list[dict]:
+async def _agent(url: str, token: str, policy: str, targets: list[dict], on_goal, max_steps: int = 50) -> list[dict]:
     """The agent: the official MCP client over streamable HTTP, as any MCP host would connect."""
     import httpx2
     from mcp.client.session import ClientSession
@@ -128,6 +128,12 @@ async def _agent(url: str, token: str, policy: str, targets: list[dict], on_goal
             raise SimgateError(f"MCP tool {name} failed: {res.content[0].text}")
         items = [json.loads(c.text) for c in res.content]
         return items[0] if len(items) == 1 and not name.startswith("list_") else items
+
+    async def act(s, name, args):  # a refused motion is that goal's outcome, not the end of the job
+        try:
+            return await call(s, name, args)
+        except SimgateError as exc:
+            return {"ok": False, "refused": str(exc)}
 
     async def finish(s, run):
         if not run.get("ok", True):
@@ -146,8 +152,8 @@ async def _agent(url: str, token: str, policy: str, targets: list[dict], on_goal
         if policy not in listed:
             raise SimgateError(f"the gateway does not list the promoted policy {policy[:12]}")
         for g in targets:
-            home = await finish(s, await call(s, "move_to_pose", {"position_m": g["start_m"], "duration_s": 1.0}))
-            run = await finish(s, await call(s, "run_policy", {"policy": policy, "goal_m": g["goal_m"], "max_steps": 50}))
+            home = await finish(s, await act(s, "move_to_pose", {"position_m": g["start_m"], "duration_s": 1.0}))
+            run = await finish(s, await act(s, "run_policy", {"policy": policy, "goal_m": g["goal_m"], "max_steps": max_steps}))
             res = {"goal_m": g["goal_m"], "status": run["status"], "home": home["status"],
                    "reached": bool(run.get("result", {}).get("reached")),
                    "distance_m": run.get("result", {}).get("distance_m"), "error": run.get("result", {}).get("error")}

@@ -172,14 +172,15 @@ def drive(cfg: CheckConfig, pol: _Policy, targets: list[dict]) -> dict[str, Any]
             unplug(done[0])
 
         with PeakSpeed(bus, limits) as speed:
-            results = asyncio.run(_agent(gw.url, gw.tokens["act"], pol.ref, targets, on_goal))
+            results = asyncio.run(_agent(gw.url, gw.tokens["act"], pol.ref, targets, on_goal, cfg.max_steps))
         audit = gw.audit()
     joint, peak, frac = speed.worst()
     reached = sum(r["reached"] for r in results)
     return {"results": results, "goals": len(results), "reached": reached,
             "success": reached / len(results) if results else 0.0,
             "refusals": sum(a.get("outcome") == "refused" for a in audit),
-            "refusal_reasons": sorted({a.get("reason", "") for a in audit if a.get("outcome") == "refused"})[:10],
+            "refusal_reasons": sorted({a.get("reason", "").split(":")[0][:80] for a in audit
+                                       if a.get("outcome") == "refused"})[:5],
             "estops": sum(a.get("action") == "estop" for a in audit),
             "peak_joint": joint, "peak_speed_rad_s": peak, "peak_speed_frac": frac,
             "randomization": bus.randomization, "audit": str(gw.audit_path)}

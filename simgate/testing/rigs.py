@@ -204,6 +204,7 @@ def live_gateway(workdir: Path, backend: dict[str, Any] | None = None, registry_
     if safety:
         settings["safety"] = safety
     (workdir / "gateway.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    (workdir / "tokens.json").unlink(missing_ok=True)  # fresh tokens for each gateway
     tokens = _tokens(workdir / "tokens.json")
     log = workdir / "gateway.log"
     log.unlink(missing_ok=True)
