@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, BrokenPipeError):
         pass
     finally:
+        # the test process dying closes stdin and sends SIGTERM at once: the second must not cut
+        # the clean-up short (the pty symlink would stay)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         bus.stop()
     return 0
 
