@@ -149,7 +149,7 @@ class RobotSpec(_Strict):
 
 def builtin_robots() -> list[str]:
     """Names of the robot specs shipped with simgate."""
-    return sorted(p.stem for p in ROBOTS_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in ROBOTS_DIR.glob("*.yaml") if "." not in p.stem)  # not the twin's *.twin.yaml
 
 
 def load_robot_spec(name_or_path: str | Path) -> RobotSpec:
