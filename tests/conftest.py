@@ -8,9 +8,11 @@ import pytest
 # SIGINT as they do in a terminal. A Python handler is reset to the default on exec.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
-# every test run gets its own DDS domain and stays on this machine
-os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+# every test process (each pytest-xdist worker too) gets its own DDS domain - the plugin's, held
+# by a lock file, never 0 - and stays on this machine
+from simgate.testing.ros import use_private_domain  # noqa: E402
+
+use_private_domain()
 
 os.environ.setdefault("SIMGATE_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "simgate"))
 

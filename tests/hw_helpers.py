@@ -2,13 +2,14 @@
 
 import contextlib
 import os
-import subprocess
-import sys
-import time
+import tempfile
+from pathlib import Path
 
 from simgate.hardware.emulator.bus import EmulatedServoBus
 from simgate.hardware.serial.backend import SerialBackend, SerialConfig
 from simgate.hardware.serial.calibration import nominal_calibration
+from simgate.testing import procs
+from simgate.testing.rigs import wait_for
 
 
 @contextlib.contextmanager
@@ -34,24 +35,12 @@ def serial_rig(protocol, tmp_path, emulator_process=False, **cfg):
 
 @contextlib.contextmanager
 def fake_ros2_controller(robot="so101"):
-    proc = subprocess.Popen([sys.executable, "-m", "simgate.hardware.ros2_fake_controller", "--robot", robot],
-                            stdout=subprocess.PIPE, text=True, env=dict(os.environ))
-    try:
-        assert proc.stdout.readline().strip() == "ready"
+    """A stand-in joint_trajectory_controller process (stopped with the plugin's process rules)."""
+    log = Path(tempfile.gettempdir()) / f"simgate-fake-controller-{os.getpid()}.log"
+    with procs.running(procs.python_module("simgate.hardware.ros2_fake_controller", "--robot", robot), log) as proc:
+        assert proc.stdout.readline().strip() == "ready", log.read_text()[-2000:]
         yield proc
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def wait_for(pred, timeout_s=5.0, period_s=0.02):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        v = pred()
-        if v:
-            return v
-        time.sleep(period_s)
-    return pred()
+    log.unlink(missing_ok=True)
 
 
 __all__ = ["SerialBackend", "serial_rig", "fake_ros2_controller", "wait_for"]
