@@ -178,7 +178,12 @@ class MotionManager:
     # ---- end-effector pose -------------------------------------------------------------------
     def solve_ik(self, position_m: list[float], iterations: int = 60) -> list[float]:
         """Joint positions putting the tool at ``position_m`` (world frame, m), from the current pose."""
-        q, err = self.service.safety.kin.ik(self.service.backend.read().positions, position_m, iterations)
+        kin = self.service.safety.kin
+        q, err = kin.ik(self.service.backend.read().positions, position_m, iterations)
+        if err > 0.01:  # damped least squares can stall far from the goal: try again from the home pose
+            q_home, err_home = kin.ik([j.home for j in self.spec.arm_joints], position_m, iterations)
+            if err_home < err:
+                q, err = q_home, err_home
         if err > 0.01:
             raise ConfigError(f"position_m {list(position_m)} is not reachable (closest {err:.3f} m away)")
         return q.tolist()
@@ -190,7 +195,12 @@ class MotionManager:
 
         if len(goal_m) != 3 or not all(np.isfinite(goal_m)):
             raise ConfigError("goal_m: expected 3 finite coordinates (m)")
-        policy, meta = Registry(self.registry_dir).load(ref)
+        registry = Registry(self.registry_dir)
+        registry.resolve(ref)  # 404 for an unknown ref
+        problem = registry.attested(ref)  # content hash and the promotion's attestation, not the entry's word
+        if problem:
+            raise ConfigError(f"policy {ref!r} is not a verified promotion: {problem}")
+        policy, meta = registry.load(ref)
         if meta.get("robot") != self.spec.name:
             raise ConfigError(f"policy {ref!r} was trained for robot {meta.get('robot')!r}, this arm is {self.spec.name!r}")
         if meta.get("control") != "ee":

@@ -42,9 +42,11 @@ def test_research_efficiency_smoke(tmp_path):
 
 
 def test_gateway_latency_smoke(tmp_path):
-    res = _run(["bench/gateway_latency.py", "--seconds", "0.5"], tmp_path)
-    for k in ("rest_state", "ws_command_ack_200hz", "mcp_read_state", "rest_state_50_clients"):
+    res = _run(["bench/gateway_latency.py", "--seconds", "1", "--readers", "5"], tmp_path)
+    for k in ("rest_state", "mcp_read_state", "baseline_trivial_50_clients", "state_50_clients_under_load",
+              "ws_stream_100hz_under_load"):
         assert res[k]["n"] > 0 and res[k]["p99_ms"] >= res[k]["p50_ms"] > 0
+    assert res["readers_vs_trivial_throughput"] > 0 and set(res["goals"]) >= {"no_stale_refusal"}
 
 
 def test_ros2_joint_states_smoke(tmp_path):

@@ -292,3 +292,33 @@ def test_schemathesis_all_checks_and_the_stateful_phase_find_nothing(gw):
     httpx.post(gw["url"] + "/v1/estop/reset", headers=H(gw["tokens"]["admin"]))
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert " 0 passed" not in proc.stdout and "passed" in proc.stdout
+
+
+def test_an_unattested_registry_entry_is_neither_served_nor_vouched_for(gw, tmp_path, monkeypatch):
+    """A registry entry written by hand (right layout, recomputed content hash, no attestation from
+    this machine's registry key) is listed as unverified without its claimed figures, and not run."""
+    import hashlib
+    import shutil
+
+    from simgate.policies.registry import _content_hash
+
+    reg = tmp_path / "reg"
+    (reg / "x").mkdir(parents=True)
+    src = next((p for p in (tmp_path.parent).rglob("policy.ts") if (p.parent / "metadata.json").exists()), None)
+    if src is None:
+        pytest.skip("no promoted policy from the earlier test to copy")
+    for f in ("policy.ts", "policy.ts.json", "metadata.json"):
+        shutil.copyfile(src.parent / f, reg / "x" / f)
+    meta = json.loads((reg / "x" / "metadata.json").read_text())
+    meta["holdout"] = {"success_rate": 0.99}
+    (reg / "x" / "metadata.json").write_text(json.dumps(meta))
+    digest = _content_hash(reg / "x")
+    (reg / "x").rename(reg / digest)
+    assert hashlib.sha256(b"").hexdigest() != digest
+    gw["service"].motions.registry_dir = reg
+    c = httpx.Client(base_url=gw["url"], timeout=10)
+    act = H(gw["tokens"]["act"])
+    listed = {p["id"]: p for p in c.get("/v1/policies", headers=act).json()}
+    assert listed[digest]["verified"] is False and listed[digest]["holdout_success"] is None
+    r = c.post(f"/v1/policies/{digest[:12]}/run", json={"goal_m": [-0.1, 0.0, 0.1]}, headers=act)
+    assert r.status_code == 409 and "not a verified promotion" in r.json()["detail"], r.text

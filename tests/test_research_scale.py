@@ -82,7 +82,7 @@ def test_postgresql_study_with_two_workers_and_a_joining_worker(tmp_path, postgr
     assert res.returncode == 0, res.stderr[-3000:]
     trials = _trials(tmp_path / "runs/research/pgstudy")
     assert len(trials) >= 4 and len({t["trial"] for t in trials}) == len(trials)
-    workers = {t["worker"] for t in trials}
+    workers = {t["reported"]["worker"] for t in trials}
     assert len(workers) >= 2, workers
     import optuna
 
@@ -99,4 +99,4 @@ def test_ray_study_with_two_workers(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     trials = _trials(tmp_path / "runs/research/raystudy")
     assert len(trials) == 4
-    assert {t["worker"] for t in trials} <= {"ray-0", "ray-1"} and len({t["worker"] for t in trials}) == 2
+    assert {t["reported"]["worker"] for t in trials} <= {"ray-0", "ray-1"} and len({t["reported"]["worker"] for t in trials}) == 2

@@ -15,9 +15,15 @@ router = APIRouter(prefix="/v1", tags=["policies"])
 def listing(service) -> list[dict[str, Any]]:
     from simgate.policies.registry import Registry
 
-    return [{"id": e["id"], "name": e.get("name"), "env_id": e.get("env_id"), "robot": e.get("robot"),
-             "holdout_success": e.get("holdout", {}).get("success_rate")}
-            for e in Registry(service.motions.registry_dir).entries()]
+    registry = Registry(service.motions.registry_dir)
+    out = []
+    for e in registry.entries():
+        problem = registry.attested(e["id"])
+        out.append({"id": e["id"], "name": e.get("name"), "env_id": e.get("env_id"), "robot": e.get("robot"),
+                    "verified": problem is None, "problem": problem,
+                    # an entry that fails verification shows no figures: they would be its own word
+                    "holdout_success": None if problem else e.get("holdout", {}).get("success_rate")})
+    return out
 
 
 @router.get("/policies", responses=READ_ERRORS)
