@@ -93,6 +93,15 @@ def test_homing_offset_shifts_present_position_both_protocols():
         assert wait_until(lambda: abs(call(sdk, port, lambda: pk.read4ByteTxRx(port, PAN, 132))[0] - (before - 300)) <= 2, 1.0)
 
 
+def _stopped_at(sdk, port, pk, addr, size, target, moving_addr):
+    """At ``target`` (within 10 ticks) AND stopped (Moving = 0): near the goal is not arrived, the
+    profile may still run at full speed there (the tracking lag is ~5 ticks), and a new goal
+    written then starts by braking that speed: seen as ~107 ticks the wrong way 0.5 s later."""
+    if call(sdk, port, lambda: pk.read1ByteTxRx(port, PAN, moving_addr))[0] != 0:
+        return False
+    return abs(_moved_after(sdk, port, pk, addr, size, target, 0)) <= 10
+
+
 def _moved_after(sdk, port, pk, addr, size, start, t_s):
     time.sleep(t_s)
     read = pk.read2ByteTxRx if size == 2 else pk.read4ByteTxRx
@@ -108,7 +117,7 @@ def test_feetech_speed_and_acceleration_limits():
         call(sdk, port, lambda: pk.write2ByteTxRx(port, PAN, 42, start + 600))
         moved = _moved_after(sdk, port, pk, 56, 2, start, 1.0 - (time.monotonic() - t0))
         assert 200 <= moved <= 400, moved  # 300 ticks/s for 1 s, not the whole 600 at once
-        assert wait_until(lambda: abs(_moved_after(sdk, port, pk, 56, 2, start, 0) - 600) <= 10, 3.0)
+        assert wait_until(lambda: _stopped_at(sdk, port, pk, 56, 2, start + 600, 66), 3.0)
         # Acceleration 3 = 300 ticks/s^2, speed unlimited: 0.5 s -> ~37 ticks
         call(sdk, port, lambda: pk.write2ByteTxRx(port, PAN, 46, 0))
         call(sdk, port, lambda: pk.write1ByteTxRx(port, PAN, 41, 3))
@@ -128,7 +137,7 @@ def test_dynamixel_profile_velocity_and_acceleration():
         call(sdk, port, lambda: pk.write4ByteTxRx(port, PAN, 116, start + 600))
         moved = _moved_after(sdk, port, pk, 132, 4, start, 1.0 - (time.monotonic() - t0))
         assert 200 <= moved <= 420, moved
-        assert wait_until(lambda: abs(_moved_after(sdk, port, pk, 132, 4, start, 0) - 600) <= 10, 3.0)
+        assert wait_until(lambda: _stopped_at(sdk, port, pk, 132, 4, start + 600, 122), 3.0)
         call(sdk, port, lambda: pk.write4ByteTxRx(port, PAN, 112, 0))
         call(sdk, port, lambda: pk.write4ByteTxRx(port, PAN, 108, 5))  # 5 x 214.577 rev/min^2 = 1221 ticks/s^2
         start += 600

@@ -271,7 +271,8 @@ class EmulatedServoBus:
             s.put("Present_Position", present)  # signed 32-bit
             s.put("Present_Velocity", int(round(qd * 60 / (2 * math.pi) / 0.229)))  # 0.229 rpm units
             s.put("Present_Load", load)  # 0.1 % units
-        s.put("Moving", 1 if abs(qd) > 0.01 else 0)
+        # as the real servos do: Moving while the profile still travels, not only while the shaft turns
+        s.put("Moving", 1 if abs(qd) > 0.01 or s.setpoint_vel != 0.0 else 0)
 
     # ---- wire --------------------------------------------------------------------------------
     def _serve(self) -> None:
