@@ -9,6 +9,7 @@ hardware and safety code that never touches Gymnasium never loads it.
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.util
 import sys
@@ -50,15 +51,22 @@ class _RegisterAfterGymnasium(importlib.abc.MetaPathFinder):
 
         def exec_then_register(module):
             exec_module(module)
-            register_all()
+            _import_registry()
 
         spec.loader.exec_module = exec_then_register
         return spec
 
 
+def _import_registry() -> None:
+    """Importing ``simgate.sim.registry`` registers the ids (at its end: an import of it that is
+    under way when Gymnasium finishes loading registers them itself)."""
+    if "simgate.sim.registry" not in sys.modules:
+        importlib.import_module("simgate.sim.registry")
+
+
 def _register_when_gymnasium_loads() -> None:
     if "gymnasium" in sys.modules:
-        register_all()
+        _import_registry()
     elif not any(isinstance(f, _RegisterAfterGymnasium) for f in sys.meta_path):
         sys.meta_path.insert(0, _RegisterAfterGymnasium())
 

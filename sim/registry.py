@@ -66,3 +66,6 @@ def make(env_id: str, **kwargs):
     from simgate.sim.env import ArmEnv
 
     return ArmEnv(**base)
+
+
+register_all()  # importing this module registers the ids (simgate.sim imports it once Gymnasium is loaded)
