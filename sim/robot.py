@@ -273,3 +273,28 @@ class Robot:
                 kw["jointDamping"] = damping if damping is not None else damping0
             if kw:
                 p.changeDynamics(self.body, link, physicsClientId=cid, **kw)
+
+    def tool_radius_m(self, height_m: float = 0.04, reach_m: float = 0.3) -> float:
+        """Horizontal extent (m) of the tool around the tool centre point, over ``height_m`` above
+        it, at the home pose: what a scripted push keeps between the tool's axis and the object.
+
+        Measured from the robot's collision geometry with horizontal rays aimed at the tool axis
+        (12 directions x 5 heights), so it fits any URDF: Panda's closed fingers, a bare flange."""
+        cid, body = self.world.cid, self.body
+        saved = [s[0] for s in p.getJointStates(body, self.motor_ids, physicsClientId=cid)]
+        for j, q in zip(self.motor_ids, self.home, strict=True):
+            p.resetJointState(body, j, float(q), 0.0, physicsClientId=cid)
+        self.world.tick += 1
+        tcp = self.ee_state()[0]
+        starts, ends = [], []
+        for z in np.linspace(0.0, height_m, 5):
+            for a in np.linspace(0.0, 2 * np.pi, 12, endpoint=False):
+                c = tcp + np.array([0.0, 0.0, z])
+                starts.append((c + reach_m * np.array([np.cos(a), np.sin(a), 0.0])).tolist())
+                ends.append(c.tolist())
+        hits = p.rayTestBatch(starts, ends, physicsClientId=cid)
+        for j, q in zip(self.motor_ids, saved, strict=True):
+            p.resetJointState(body, j, q, 0.0, physicsClientId=cid)
+        self.world.tick += 1
+        tool = {self.ee, *self.grip_ids}  # a link's index is its joint's
+        return max((reach_m * (1.0 - h[2]) for h in hits if h[0] == body and h[1] in tool), default=0.0)

@@ -15,8 +15,12 @@ from simgate.errors import ConfigError
 class ScriptedPolicy:
     """Base: reads the layout of the observation from the env it was built for."""
 
-    def __init__(self, max_ee_step_m: float, use_gripper: bool, object_size_m: float, threshold_m: float) -> None:
+    def __init__(self, max_ee_step_m: float, use_gripper: bool, object_size_m: float, threshold_m: float,
+                 tool_radius_m: float = 0.024) -> None:
+        """``tool_radius_m``: the tool's horizontal extent around its centre point over the object's
+        height (Robot.tool_radius_m; 0.024 m = Panda's closed fingers)."""
         self.max_ee_step_m = max_ee_step_m
+        self.tool_radius_m = tool_radius_m
         self.use_gripper = use_gripper
         self.h = object_size_m / 2
         self.threshold_m = threshold_m
@@ -65,7 +69,7 @@ class ScriptedPush(ScriptedPolicy):
         yaw = float(obs[i + 5])
         e1, e2 = np.array([np.cos(yaw), np.sin(yaw)]), np.array([-np.sin(yaw), np.cos(yaw)])
         support = h * (abs(d @ e1) + abs(d @ e2))  # the box's extent along the push direction
-        behind = obj[:2] - d * (support + 0.027)  # fingertip half-width + clearance
+        behind = obj[:2] - d * (support + self.tool_radius_m + 0.003)  # the tool's half-width + clearance
         rel = ee[:2] - obj[:2]
         along, lateral = float(rel @ d), float(rel @ n)
         v_along = float(obs[i + 6 : i + 8] @ d)
@@ -100,7 +104,7 @@ class ScriptedPush(ScriptedPolicy):
 
     def _path_hits_object(self, start: np.ndarray, end: np.ndarray, obj: np.ndarray) -> bool:
         """Does the fingertip's straight path pass through the object, inflated by the finger?"""
-        margin_xy, margin_z = self.h + 0.02, 2 * self.h + 0.015
+        margin_xy, margin_z = self.h + self.tool_radius_m - 0.004, 2 * self.h + 0.015
         for t in np.linspace(0.0, 0.9, 10):
             pt = start + t * (end - start)
             if np.all(np.abs(pt[:2] - obj[:2]) < margin_xy) and pt[2] < margin_z:
@@ -147,4 +151,6 @@ def scripted_policy_for(env) -> ScriptedPolicy:
         raise ConfigError("scripted controllers act in 'ee' control mode; use an id without 'Joints'")
     size = getattr(base.task, "nominal_size_m", 0.04)
     cls = {"reach": ScriptedReach, "push": ScriptedPush, "pick_and_place": ScriptedPickAndPlace}[base.task_name]
-    return cls(base.max_ee_step_m, base.use_gripper, size, base.task.distance_threshold_m)
+    # the tool's geometry from the robot's URDF, over the height a push spends beside the object
+    radius = base.robot.tool_radius_m(height_m=0.45 * size + 0.005) if base.task_name == "push" else 0.024
+    return cls(base.max_ee_step_m, base.use_gripper, size, base.task.distance_threshold_m, radius)
