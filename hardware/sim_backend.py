@@ -24,6 +24,9 @@ from simgate.sim.robot_spec import RobotSpec, resolve_spec
 from simgate.sim.world import RealTimePacer, World
 
 
+MIN_STALE_AFTER_S = 0.05
+
+
 class CameraConfig(BaseModel):
     target_m: tuple[float, float, float] = (-0.1, 0.0, 0.05)
     distance_m: float = 1.1
@@ -45,7 +48,9 @@ class SimBackend(BackendBase):
         self.randomization = resolve_randomization(randomization)
         self.camera = camera or CameraConfig()
         self.seed, self.realtime = seed, realtime
-        self.stale_after_s = stale_after_periods / self.rate_hz
+        # stale after 3 physics periods, but never under 50 ms: at 200 Hz on a loaded 2-core machine the
+        # physics thread can miss 15 ms behind a busy event loop without anything being wrong
+        self.stale_after_s = max(stale_after_periods / self.rate_hz, MIN_STALE_AFTER_S)
         caps = ["joint_positions", "joint_trajectory"] + (["gripper"] if self.spec.gripper else [])
         self.capabilities = Capabilities(command_modes=caps, sensors=["joint_state", "camera", "ee_pose"])
         self._lock = threading.Lock()
