@@ -63,6 +63,9 @@ class ArmEnv(gym.Env):
         self.spec_robot = resolve_spec(robot)
         if task not in TASKS:
             raise ConfigError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+        if TASKS[task].uses_gripper and self.spec_robot.gripper is None:
+            raise ConfigError(f"robot {self.spec_robot.name!r} has no gripper: task {task!r} grasps the object by "
+                              "closing gripper joints (its spec has no 'gripper:' section)")
         if task not in self.spec_robot.tasks:
             raise ConfigError(f"robot {self.spec_robot.name!r} does not support task {task!r}")
         if reward_type not in ("sparse", "dense"):
@@ -164,6 +167,19 @@ class ArmEnv(gym.Env):
 
     def close(self) -> None:
         self.world.close()
+
+    def observation_layout(self) -> list[dict]:
+        """The segments of ``observation`` in order (name with unit, size): what a policy was
+        trained on, recorded in runs and registry entries and compared before it is run."""
+        segs = [("tcp_position_m", 3), ("tcp_velocity_m_s", 3)]
+        if self.use_gripper:
+            segs.append(("gripper_opening", 1))
+        if self.control == "joints":
+            segs += [(f"{j.name}_position_rad", 1) for j in self.spec_robot.arm_joints]
+        if self.task.obs_dim:
+            segs += [("object_position_m", 3), ("object_euler_rad", 3), ("object_velocity_m_s", 3),
+                     ("object_angular_velocity_rad_s", 3)]
+        return [{"name": n, "size": k} for n, k in segs]
 
     # ---- internals ---------------------------------------------------------------------------
     def _apply_action(self, a: np.ndarray) -> None:

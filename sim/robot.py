@@ -15,7 +15,7 @@ import pybullet as p
 from simgate.errors import RobotLoadError
 from simgate.sim._quiet import quiet_c_output
 from simgate.sim.control_rules import IK_DAMPING, ORIENTATION_WEIGHT_M_PER_RAD, ik_step, limit_command
-from simgate.sim.robot_spec import RobotSpec
+from simgate.sim.robot_spec import RobotSpec, check_tool_orientation
 from simgate.sim.urdf_tools import link_tree, prepare_urdf
 from simgate.sim.world import World
 
@@ -124,6 +124,22 @@ class Robot:
         self.target = self.home.copy()
         self.clipped_commands = 0
         self.limit_hits = 0
+        self._check_home_tool_orientation()
+
+    def _check_home_tool_orientation(self) -> None:
+        """The spec's downward tool orientation is the tool's at the home pose (check_tool_orientation)."""
+        if self.spec.ee_down_orientation is None:
+            return
+        cid = self.world.cid
+        saved = [s[0] for s in p.getJointStates(self.body, self.motor_ids, physicsClientId=cid)]
+        for j, q in zip(self.motor_ids, self.home, strict=True):
+            p.resetJointState(self.body, j, float(q), 0.0, physicsClientId=cid)
+        self.world.tick += 1
+        orn = self.ee_state()[1]
+        for j, q in zip(self.motor_ids, saved, strict=True):
+            p.resetJointState(self.body, j, q, 0.0, physicsClientId=cid)
+        self.world.tick += 1
+        check_tool_orientation(self.spec, orn)
 
     # ---- state -----------------------------------------------------------------------------
     def reset(self, q: np.ndarray | None = None) -> None:

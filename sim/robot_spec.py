@@ -9,6 +9,7 @@ N*m or N, lengths in m, rates in Hz.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -92,6 +93,7 @@ class RobotSpec(_Strict):
         default=None, description="tasks this robot can do; default: all its hardware allows"
     )
     spec_dir: str | None = Field(None, description="filled in by the loader")
+    spec_file: str | None = Field(None, description="filled in by the loader: the spec's absolute path")
 
     @model_validator(mode="before")
     @classmethod
@@ -111,7 +113,9 @@ class RobotSpec(_Strict):
     @model_validator(mode="after")
     def _gripper_tasks(self) -> RobotSpec:
         if "pick_and_place" in self.tasks and self.gripper is None:
-            raise ValueError("task 'pick_and_place' needs a gripper")
+            raise ValueError("task 'pick_and_place' needs a gripper: the object is grasped by closing gripper "
+                             "joints, and this spec has no 'gripper:' section (describe the gripper, or drop "
+                             "pick_and_place from 'tasks')")
         return self
 
     # ---- derived -------------------------------------------------------------------------
@@ -174,6 +178,7 @@ def load_robot_spec(name_or_path: str | Path) -> RobotSpec:
     if not isinstance(raw, dict):
         raise RobotLoadError(f"robot spec {path}: expected a mapping at top level")
     raw.setdefault("spec_dir", str(path.parent.resolve()))
+    raw["spec_file"] = str(path.resolve())
     try:
         spec = RobotSpec.model_validate(raw)
     except ValidationError as exc:
@@ -181,9 +186,76 @@ def load_robot_spec(name_or_path: str | Path) -> RobotSpec:
         raise RobotLoadError(f"robot spec {path}: {errs}") from exc
     if not spec.urdf_path().exists():
         raise RobotLoadError(f"robot spec {path}: urdf file not found: {spec.urdf_path()}")
+    _check_names_in_urdf(spec, path)
     return spec
+
+
+def _urdf_names(urdf: Path) -> tuple[list[str], list[str]]:
+    """(movable joint names, link names) of a URDF, read as XML (no physics engine)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(urdf).getroot()
+    except (OSError, ET.ParseError):
+        return [], []  # unreadable: the loader in sim/robot.py names the parse error
+    joints = [j.get("name") for j in root.iter("joint") if j.get("type") not in ("fixed", None)]
+    return joints, [lk.get("name") for lk in root.iter("link")]
+
+
+def _check_names_in_urdf(spec: RobotSpec, path: Path) -> None:
+    """Every joint and link the spec names is in its URDF; a typo lists what the URDF has."""
+    joints, links = _urdf_names(spec.urdf_path())
+    if not joints and not links:
+        return
+    where = f"robot spec {path}"
+    for field, names in (("arm_joints", [j.name for j in spec.arm_joints]),
+                         ("gripper.joints", [j.name for j in spec.gripper.joints] if spec.gripper else [])):
+        for i, name in enumerate(names):
+            if name not in joints:
+                raise RobotLoadError(f"{where}: {field}[{i}].name {name!r} is not a movable joint of "
+                                     f"{spec.urdf_path().name}; its movable joints: {', '.join(joints)}")
+    named_links = [("ee_link", spec.ee_link)] + [(f"collision_links[{i}]", n) for i, n in enumerate(spec.collision_links or [])]
+    named_links += [(f"gripper.finger_links[{i}]", n) for i, n in enumerate(spec.gripper.finger_links if spec.gripper else [])]
+    for field, name in named_links:
+        if name not in links:
+            raise RobotLoadError(f"{where}: {field} {name!r} is not a link of {spec.urdf_path().name}; "
+                                 f"its links: {', '.join(links)}")
+
+
+TOOL_ORIENTATION_TOLERANCE_DEG = 30.0
+
+
+def check_tool_orientation(spec: RobotSpec, home_orientation_xyzw) -> None:
+    """``ee_down_orientation`` must be (close to) the tool's orientation at the home pose: IK pulls
+    the tool towards it from the first step, so a value copied from another arm (Panda's on a
+    KUKA iiwa: 180 deg about the vertical) winds the wrist towards its limit."""
+    down = spec.ee_down_orientation
+    if down is None:
+        return
+    dot = abs(sum(a * b for a, b in zip(down, home_orientation_xyzw, strict=True)))
+    angle_deg = 2.0 * math.degrees(math.acos(min(1.0, dot)))
+    if angle_deg > TOOL_ORIENTATION_TOLERANCE_DEG:
+        at_home = [round(float(x), 3) + 0.0 for x in home_orientation_xyzw]
+        raise RobotLoadError(
+            f"robot spec {spec.spec_file or spec.name}: ee_down_orientation {list(down)} is {angle_deg:.0f} deg "
+            f"from the tool's orientation at the home pose {at_home} (xyzw); IK would turn the wrist by that "
+            f"much: set ee_down_orientation to {at_home}, or change the home pose")
 
 
 def resolve_spec(robot: str | Path | RobotSpec) -> RobotSpec:
     """A spec given as itself, a built-in name or a YAML path."""
     return robot if isinstance(robot, RobotSpec) else load_robot_spec(robot)
+
+
+def robot_identity(spec: RobotSpec) -> dict:
+    """What a run or registry entry records of its robot: the name, the sha256 of the spec's
+    content (canonical JSON of every field, so comments and layout do not count; not where the
+    file lies) and of the URDF file, and where the spec file was."""
+    import hashlib
+    import json
+
+    content = spec.model_dump(mode="json", exclude={"spec_dir", "spec_file"})
+    return {"name": spec.name,
+            "spec_sha256": hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest(),
+            "urdf_sha256": hashlib.sha256(spec.urdf_path().read_bytes()).hexdigest(),
+            "spec_file": spec.spec_file}
