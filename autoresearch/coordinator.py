@@ -51,7 +51,7 @@ def baseline_params(spec) -> dict[str, Any]:
     """The search-space parameters at the default recipe's values (clamped into the space)."""
     from simgate.policies.recipes import default_recipe
 
-    rec = default_recipe(spec.task.env_id, **spec.base_recipe).model_dump()
+    rec = default_recipe(spec.task.env_id, **spec.base_recipe, robot=spec.task.robot).model_dump()
     out: dict[str, Any] = {}
     for name, prm in spec.search_space.items():
         if prm.when and any(out.get(d, rec.get(d)) != v for d, v in prm.when.items()):

@@ -30,7 +30,8 @@ class _Strict(BaseModel):
 
 class Task(_Strict):
     env_id: str
-    robot: str | None = None
+    robot: str | None = Field(None, description="robot spec (built-in name or .yaml, relative to the program "
+                                                "file) the env id belongs to; a spec you bring registers its ids")
 
 
 class Metric(_Strict):
@@ -144,8 +145,10 @@ class ProgramSpec(_Strict):
     @model_validator(mode="after")
     def _recipe(self) -> ProgramSpec:
         from simgate.policies.recipes import RecipeConfig
+        from simgate.policies.robot_meta import prepare_recipe_robot
         from simgate.sim.registry import parse_env_id
 
+        prepare_recipe_robot(self.task.env_id, self.task.robot)
         parse_env_id(self.task.env_id)
         bad = set(self.base_recipe) - set(RecipeConfig.model_fields)
         if bad:
@@ -229,6 +232,9 @@ def load_program(path: str | Path) -> Program:
     data, prose = split_front_matter(path)
     if smoke_mode() and isinstance(data, dict):
         data = merge(data, SMOKE_OVERRIDES)
+    robot = (data.get("task") or {}).get("robot") if isinstance(data, dict) else None
+    if isinstance(robot, str) and Path(robot).suffix and (path.parent / robot).exists():
+        data = merge(data, {"task": {"robot": str((path.parent / robot).resolve())}})
     try:
         spec = ProgramSpec.model_validate(data)
     except ValidationError as exc:

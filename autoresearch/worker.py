@@ -50,7 +50,7 @@ def trial_recipe(spec, params: dict, trial_number: int):
     budget = spec.budgets
     return default_recipe(
         spec.task.env_id,
-        **{**spec.base_recipe, **params,
+        **{**spec.base_recipe, **params, "robot": spec.task.robot,
            "total_steps": budget.trial_env_steps, "seed": train_seed(trial_number),
            "eval_every_steps": max(500, budget.trial_env_steps // 4), "eval_episodes": 10,
            "checkpoint_every_steps": 10 ** 9, "stop_at_success": None},

@@ -257,6 +257,7 @@ def train_twin(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True
     from torch.utils.tensorboard import SummaryWriter
 
     from simgate.policies.provenance import code_version, library_versions
+    from simgate.policies.robot_meta import env_robot_meta
     from simgate.policies.train import _Interrupt, _Progress, pick_device
     from simgate.sim.twin.env import make_twin
 
@@ -354,7 +355,7 @@ def train_twin(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True
            "init_from": state.get("init_from"), "evals": state["evals"], "selected": state["best"],
            "twin_pybullet_gap": None if state["best"] is None else state["best"]["gap"],
            "twin": {"params": env.params.model_dump(), "num_envs": cfg.num_envs},
-           "code": code_version(), "libraries": library_versions()}
+           "code": code_version(), "libraries": library_versions(), **env_robot_meta(cfg.env_id)}
     (out / "run.json").write_text(json.dumps(run, indent=2))
     if status == "interrupted":
         raise KeyboardInterrupt(f"training interrupted at {run['steps']} steps; checkpoint in {ck}")

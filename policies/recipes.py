@@ -23,6 +23,8 @@ Algo = Literal["sac", "tqc", "ppo", "twin_ppo"]
 class RecipeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     env_id: str = "simgate/PandaReach-v0"
+    robot: str | None = Field(None, description="robot spec (built-in name or .yaml path) the env id belongs to; "
+                                                "a spec you bring registers its ids (simgate/<Name><Task>-v0)")
     algo: Algo = "sac"
     total_steps: int = Field(20_000, gt=0, description="env steps")
     seed: int = 0
@@ -104,9 +106,13 @@ def load_recipe(path: str | Path | None, **overrides) -> RecipeConfig:
         if not p.exists():
             raise ConfigError(f"recipe file not found: {p}")
         data = yaml.safe_load(p.read_text()) or {}
+        if isinstance(data.get("robot"), str) and Path(data["robot"]).suffix:  # a spec path: from the recipe's folder
+            data["robot"] = str((p.parent / data["robot"]).resolve())
     env_id = overrides.get("env_id") or data.get("env_id") or "simgate/PandaReach-v0"
     algo = overrides.get("algo") or data.get("algo")
     merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    if isinstance(merged.get("robot"), str) and Path(merged["robot"]).suffix:  # recorded where it lies
+        merged["robot"] = str(Path(merged["robot"]).resolve())
     if os.environ.get("SIMGATE_SMOKE", "") not in ("", "0"):  # CI / README commands: a smoke-sized run
         total = min(int(merged.get("total_steps") or 1500), 1500)
         merged.update(total_steps=total, learning_starts=min(int(merged.get("learning_starts", 1000)), 500),

@@ -27,6 +27,7 @@ from simgate.errors import ConfigError
 from simgate.policies.evaluation import evaluate, seeds_for
 from simgate.policies.export import SB3Policy, export_torchscript
 from simgate.policies.provenance import code_version, library_versions
+from simgate.policies.robot_meta import env_robot_meta
 from simgate.policies.recipes import RecipeConfig
 
 
@@ -173,6 +174,9 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
     at ``max_wall_s``, when ``on_eval(steps, success)`` returns True (pruned), or on SIGINT
     (checkpoint saved; ``status`` says which).
     """
+    from simgate.policies.robot_meta import prepare_recipe_robot
+
+    prepare_recipe_robot(cfg.env_id, cfg.robot)
     if cfg.algo == "twin_ppo":  # batched PPO in the torch twin, selected on PyBullet evaluations
         from simgate.policies.batched_ppo import train_twin
 
@@ -275,6 +279,7 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
         "steps": int(model.num_timesteps), "wall_s": round(time.perf_counter() - t_start, 2),
         "resumed": resumed, "init_from": state.get("init_from"), "evals": state["evals"],
         "code": code_version(), "libraries": library_versions(),
+        **env_robot_meta(cfg.env_id),  # robot_spec (name + hashes), observation_layout
     }
     if status["value"] != "interrupted":
         model.save(str(out / "model.zip"))

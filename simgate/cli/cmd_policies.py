@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import typer
+import yaml
 
 from simgate.cli._app import app, console
+from simgate.cli._robot import ROBOT_HELP
 
 policies_app = typer.Typer(no_args_is_help=True, help="The registry of promoted policies.")
 app.add_typer(policies_app, name="policies")
@@ -15,7 +17,9 @@ app.add_typer(policies_app, name="policies")
 
 @app.command()
 def train(
-    env: str | None = typer.Option(None, help="environment id (default: the recipe's, else simgate/PandaReach-v0)"),
+    env: str | None = typer.Option(None, help="environment id (default: the recipe's, else --robot's Reach, "
+                                              "else simgate/PandaReach-v0)"),
+    robot: str | None = typer.Option(None, help=ROBOT_HELP + " (overrides the recipe's robot)"),
     algo: str | None = typer.Option(None, help="sac | tqc | ppo (default: by env)"),
     config: Path | None = typer.Option(None, help="recipe YAML (any subset of fields)"),
     steps: int | None = typer.Option(None, help="total env steps"),
@@ -26,7 +30,13 @@ def train(
     from simgate.policies.recipes import load_recipe
     from simgate.policies.train import train as run_train
 
-    cfg = load_recipe(config, env_id=env, algo=algo, total_steps=steps, seed=seed)
+    recipe = (yaml.safe_load(config.read_text()) or {}) if config and config.exists() else {}
+    if robot is not None and env is None and "env_id" not in recipe:  # the robot's Reach
+        from simgate.sim.registry import register_robot, robot_env_id
+
+        register_robot(robot)
+        env = robot_env_id(robot)
+    cfg = load_recipe(config, env_id=env, robot=robot, algo=algo, total_steps=steps, seed=seed)
     try:
         run = run_train(cfg, out)
     except KeyboardInterrupt as exc:
@@ -68,11 +78,12 @@ def policies_promote(
     name: str | None = typer.Option(None),
     holdout_episodes: int = typer.Option(100, min=1),
     registry: Path | None = typer.Option(None),
+    robot: str | None = typer.Option(None, help="the run's robot spec, where it no longer lies where training found it"),
 ) -> None:
     """Evaluate a run on the holdout seeds (and under randomization), then promote it."""
     from simgate.policies.promotion import promote_run
 
-    digest = promote_run(run, registry, name=name, holdout_episodes=holdout_episodes)
+    digest = promote_run(run, registry, name=name, holdout_episodes=holdout_episodes, robot=robot)
     print(digest)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from simgate.cli._app import app, console
+from simgate.cli._robot import ROBOT_HELP, env_for
 from simgate.errors import SimgateError
 
 sim_app = typer.Typer(no_args_is_help=True, help="Simulation utilities.")
@@ -15,11 +16,13 @@ app.add_typer(sim_app, name="sim")
 
 
 @app.command()
-def envs() -> None:
+def envs(robot: str | None = typer.Option(None, help=ROBOT_HELP + "; only its ids")) -> None:
     """Print every registered environment id, one per line."""
-    from simgate.sim import env_ids
+    from simgate.sim.registry import env_ids, register_robot
 
-    for env_id in env_ids():
+    if robot is not None:
+        register_robot(robot)
+    for env_id in env_ids(robot):
         print(env_id)
 
 
@@ -37,18 +40,26 @@ def robots() -> None:
 @app.command("eval")
 def eval_cmd(
     policy: str = typer.Option("scripted", help="scripted | random | run dir | model.zip or checkpoints/latest.zip | policy.ts | registry ref"),
-    env: str = typer.Option("simgate/PandaReach-v0", help="environment id (see `simgate envs`)"),
+    env: str | None = typer.Option(None, help="environment id (see `simgate envs`; default: the policy's, "
+                                              "else --robot's Reach, else simgate/PandaReach-v0)"),
+    robot: str | None = typer.Option(None, help=ROBOT_HELP),
     episodes: int = typer.Option(100, min=1),
     seed: int = typer.Option(0, help="first seed; episode k uses seed + k"),
     seed_set: str | None = typer.Option(None, help="selection | holdout: the harness's named seeds (overrides --seed)"),
     randomize: bool = typer.Option(False, "--randomize", help="domain randomization preset on"),
     json_out: Path | None = typer.Option(None, "--json", help="write the metrics here"),
 ) -> None:
-    """Evaluate a policy over seeded episodes; print and optionally write the metrics as JSON."""
+    """Evaluate a policy over seeded episodes; print and optionally write the metrics as JSON.
+    A policy trained for another robot (or observation layout) than the env's is refused."""
     from rich.progress import Progress
 
     from simgate.policies.evaluation import SEED_SETS, evaluate, seeds_for
     from simgate.policies.resolve import policy_factory
+    from simgate.policies.robot_meta import check_same_robot, recorded_robot
+
+    rec = recorded_robot(policy)
+    env = env_for(env, robot, rec)
+    check_same_robot(rec, env)
 
     if seed_set is not None and seed_set not in SEED_SETS:
         raise SimgateError(f"--seed-set must be one of {sorted(SEED_SETS)}, got {seed_set!r}")
@@ -70,8 +81,9 @@ def eval_cmd(
 
 @sim_app.command("video")
 def sim_video(
-    env_id: str = typer.Argument(..., help="environment id"),
+    env_id: str | None = typer.Argument(None, help="environment id (default: the policy's, else --robot's Reach)"),
     policy: str = typer.Option("scripted", help="scripted | random | run dir | model.zip | policy.ts | registry ref"),
+    robot: str | None = typer.Option(None, help=ROBOT_HELP),
     out: Path = typer.Option(Path("rollout.mp4"), help="output .mp4 (or .gif)"),
     episodes: int = typer.Option(1, min=1),
     seed: int = typer.Option(0),
@@ -79,8 +91,12 @@ def sim_video(
 ) -> None:
     """Render episodes offscreen and write a video."""
     from simgate.policies.resolve import policy_factory
+    from simgate.policies.robot_meta import check_same_robot, recorded_robot
     from simgate.sim.video import record_video
 
+    rec = recorded_robot(policy)
+    env_id = env_for(env_id, robot, rec)
+    check_same_robot(rec, env_id)
     w, h = (int(x) for x in size.lower().split("x"))
     frames = record_video(env_id, policy_factory(policy), out, episodes=episodes, seed=seed, size=(w, h))
     console.print(f"wrote {out} ({frames} frames)")
