@@ -201,8 +201,7 @@ class MotionManager:
         if problem:
             raise ConfigError(f"policy {ref!r} is not a verified promotion: {problem}")
         policy, meta = registry.load(ref)
-        if meta.get("robot") != self.spec.name:
-            raise ConfigError(f"policy {ref!r} was trained for robot {meta.get('robot')!r}, this arm is {self.spec.name!r}")
+        self._check_robot(ref, meta)
         if meta.get("control") != "ee":
             raise ConfigError(f"policy {ref!r} uses {meta.get('control')!r} control; the gateway runs 'ee' policies")
         obs_dim = meta["observation_space"]["observation"][0]
@@ -210,6 +209,18 @@ class MotionManager:
         run = Run("policy", {"policy": meta.get("id", ref), "goal_m": list(goal_m), "max_steps": max_steps,
                              "who": who, "via": via})
         return self._start(run, lambda r: self._policy_loop(r, policy, obs_dim, np.asarray(goal_m, float), max_steps, tol))
+
+    def _check_robot(self, ref: str, meta: dict) -> None:
+        """Same robot name and, where the entry records them, the same spec content and URDF (sha256)."""
+        from simgate.sim.robot_spec import robot_identity
+
+        want = meta.get("robot_spec") or {}
+        have = robot_identity(self.spec) if want else {}
+        differs = [k for k in ("spec_sha256", "urdf_sha256") if want.get(k) and want[k] != have[k]]
+        if meta.get("robot") != self.spec.name or differs:
+            raise ConfigError(f"policy {ref!r} was trained for robot {meta.get('robot')!r} "
+                              f"(spec {want.get('spec_sha256', '?')[:12]}), this arm is {self.spec.name!r} "
+                              f"(spec {robot_identity(self.spec)['spec_sha256'][:12]})")
 
     def _policy_loop(self, run: Run, policy, obs_dim: int, goal: np.ndarray, max_steps: int, tol: float) -> None:
         period = 1.0 / self.spec.control_rate_hz
