@@ -3,6 +3,7 @@ scope - for tests that attack it from outside. simgate's pytest plugin builds it
 (:func:`simgate.testing.rigs.in_process_gateway`); this keeps the dict the tests index."""
 
 import contextlib
+import time
 
 from simgate.gateway.access import TokenStore
 from simgate.testing.rigs import in_process_gateway
@@ -17,3 +18,30 @@ def live_gateway(backend, tmp_path, safety=None):
 
 def H(tok):
     return {"Authorization": f"Bearer {tok}"}
+
+
+async def mcp_calls(g, token, calls):
+    """Results of ``calls`` ([(tool, args), ...]) made by the official MCP client with ``token``."""
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    out = []
+    async with httpx2.AsyncClient(headers=H(token), timeout=30) as hc, \
+            streamable_http_client(g["url"] + "/mcp/", http_client=hc) as (r, w), ClientSession(r, w) as s:
+        await s.initialize()
+        for name, args in calls:
+            out.append(await s.call_tool(name, args))
+    return out
+
+
+def wait_run(client, run_id, headers, timeout_s=20.0):
+    """The run's view once it stopped running (or the last one seen after ``timeout_s``)."""
+    t0 = time.monotonic()
+    v = None
+    while time.monotonic() - t0 < timeout_s:
+        v = client.get(f"/v1/runs/{run_id}", headers=headers).json()
+        if v["status"] != "running":
+            return v
+        time.sleep(0.05)
+    return v

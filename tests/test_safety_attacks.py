@@ -11,7 +11,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from gateway_rig import H, live_gateway
+from gateway_rig import H, live_gateway, mcp_calls
 
 from simgate.hardware.config import SimConfig, make_backend
 from simgate.hardware.types import Health
@@ -32,20 +32,6 @@ def _audit(gw):
     return [json.loads(x) for x in gw["audit"].read_text().splitlines()]
 
 
-async def _mcp(gw, token, calls):
-    import httpx2
-    from mcp.client.session import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
-
-    out = []
-    async with httpx2.AsyncClient(headers=H(token), timeout=30) as hc, \
-            streamable_http_client(gw["url"] + "/mcp/", http_client=hc) as (r, w), ClientSession(r, w) as s:
-        await s.initialize()
-        for name, args in calls:
-            out.append(await s.call_tool(name, args))
-    return out
-
-
 def _settle(c, act):
     c.post("/v1/stop", headers=act)
     time.sleep(0.4)
@@ -62,7 +48,7 @@ def test_a_refused_motion_moves_nothing_not_even_the_gripper(gw):
     bad[4] = 5.0  # wrist_roll far outside its limits
     r = c.post("/v1/joints", json={"positions": bad, "gripper": 1.0}, headers=act)
     assert r.status_code == 409 and "wrist_roll" in r.json()["detail"]
-    res = asyncio.run(_mcp(gw, gw["tokens"]["act"], [("move_joints", {"positions": bad, "gripper": 1.0})]))[0]
+    res = asyncio.run(mcp_calls(gw, gw["tokens"]["act"], [("move_joints", {"positions": bad, "gripper": 1.0})]))[0]
     assert res.is_error and "wrist_roll" in res.content[0].text
     time.sleep(0.6)
     after = _state(gw)
@@ -79,7 +65,7 @@ def test_a_refused_motion_moves_nothing_not_even_the_gripper(gw):
 def test_mcp_refuses_bools_and_strings_as_numbers_and_audits_it(gw, args):
     before_lines = len(_audit(gw))
     before = np.array(_state(gw).positions)
-    res = asyncio.run(_mcp(gw, gw["tokens"]["act"], [("move_joints", args)]))[0]
+    res = asyncio.run(mcp_calls(gw, gw["tokens"]["act"], [("move_joints", args)]))[0]
     assert res.is_error and "invalid arguments" in res.content[0].text, res.content[0].text
     time.sleep(0.3)
     assert np.max(np.abs(np.array(_state(gw).positions) - before)) < 0.005
@@ -90,7 +76,7 @@ def test_mcp_refuses_bools_and_strings_as_numbers_and_audits_it(gw, args):
 
 def test_mcp_and_rest_auth_refusals_are_audited_under_the_right_name(gw):
     before_lines = len(_audit(gw))
-    res = asyncio.run(_mcp(gw, gw["tokens"]["read"], [("move_joints", {"positions": [0.0] * 5}),
+    res = asyncio.run(mcp_calls(gw, gw["tokens"]["read"], [("move_joints", {"positions": [0.0] * 5}),
                                                        ("emergency_stop", {})]))
     assert all(r.is_error for r in res) and not gw["service"].safety.estopped
     httpx.post(gw["url"] + "/v1/estop/reset", headers=H(gw["tokens"]["act"]))

@@ -19,7 +19,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from gateway_rig import H, live_gateway
+from gateway_rig import H, live_gateway, mcp_calls, wait_run
 from speed_probe import SpeedProbe
 
 from simgate.hardware.config import SimConfig, make_backend
@@ -44,37 +44,13 @@ def gw(request, tmp_path_factory):
 
     from simgate.hardware.serial.backend import SerialBackend
 
-    with serial_rig("feetech", d) as (bus, config), live_gateway(SerialBackend(config), d, SAFETY) as g:
+    with serial_rig("feetech", d, emulator_process=True) as (bus, config), \
+            live_gateway(SerialBackend(config), d, SAFETY) as g:
         yield {**g, "kind": "serial", "bus": bus}
 
 
 def _positions(g):
     return np.array(g["service"].backend.read().positions)
-
-
-def _wait_run(c, run_id, headers, timeout=20):
-    t0 = time.monotonic()
-    v = None
-    while time.monotonic() - t0 < timeout:
-        v = c.get(f"/v1/runs/{run_id}", headers=headers).json()
-        if v["status"] != "running":
-            return v
-        time.sleep(0.05)
-    return v
-
-
-async def _mcp(g, token, calls):
-    import httpx2
-    from mcp.client.session import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
-
-    out = []
-    async with httpx2.AsyncClient(headers=H(token), timeout=30) as hc, \
-            streamable_http_client(g["url"] + "/mcp/", http_client=hc) as (r, w), ClientSession(r, w) as s:
-        await s.initialize()
-        for name, args in calls:
-            out.append(await s.call_tool(name, args))
-    return out
 
 
 def _reachable_pose_above_the_box(g):
@@ -100,7 +76,7 @@ def test_refused_motions_are_refused_up_front_and_nothing_moves(gw):
     # a pose outside the box
     r = c.post("/v1/pose", json={"position_m": above, "duration_s": 1.0}, headers=act)
     assert r.status_code == 409 and "workspace" in r.json()["detail"], r.text
-    res = asyncio.run(_mcp(gw, gw["tokens"]["act"], [("move_to_pose", {"position_m": above})]))[0]
+    res = asyncio.run(mcp_calls(gw, gw["tokens"]["act"], [("move_to_pose", {"position_m": above})]))[0]
     assert res.is_error and "workspace" in res.content[0].text
     # a trajectory too fast for joint 1
     fast = before.copy()
@@ -117,7 +93,7 @@ def test_refused_motions_are_refused_up_front_and_nothing_moves(gw):
                         ("/v1/trajectory", {"points": [{"positions": small.tolist(), "time_from_start_s": 1.0}]})]:
         r = c.post(route, json=body, headers=act)
         assert r.status_code == 409 and "e-stop" in r.json()["detail"], (route, r.text)
-    res = asyncio.run(_mcp(gw, gw["tokens"]["act"], [("move_joints", {"positions": small.tolist()}),
+    res = asyncio.run(mcp_calls(gw, gw["tokens"]["act"], [("move_joints", {"positions": small.tolist()}),
                                                       ("move_to_pose", {"position_m": [0.2, 0.0, 0.1]})]))
     assert all(x.is_error and "e-stop" in x.content[0].text for x in res)
     assert c.post("/v1/estop/reset", headers=admin).status_code == 200
@@ -165,14 +141,14 @@ def test_peak_joint_speed_stays_within_the_limit_on_every_path(gw):
         q[3] += 0.3
         r = c.post("/v1/joints", json={"positions": q.tolist()}, headers=act)
         assert r.status_code == 200, r.text
-        assert _wait_run(c, r.json()["id"], act)["status"] == "done"
+        assert wait_run(c, r.json()["id"], act)["status"] == "done"
 
     def mcp_joints():
         q = home.copy()
         q[0] -= 0.34
-        res = asyncio.run(_mcp(gw, gw["tokens"]["act"], [("move_joints", {"positions": q.tolist()})]))[0]
+        res = asyncio.run(mcp_calls(gw, gw["tokens"]["act"], [("move_joints", {"positions": q.tolist()})]))[0]
         assert not res.is_error, res.content[0].text
-        assert _wait_run(c, json.loads(res.content[0].text)["id"], act)["status"] == "done"
+        assert wait_run(c, json.loads(res.content[0].text)["id"], act)["status"] == "done"
 
     def trajectory():
         q = _positions(gw)
@@ -183,14 +159,14 @@ def test_peak_joint_speed_stays_within_the_limit_on_every_path(gw):
         r = c.post("/v1/trajectory", json={"points": [{"positions": end.tolist(), "time_from_start_s": t + 0.2}]},
                    headers=act)
         assert r.status_code == 200, r.text
-        assert _wait_run(c, r.json()["id"], act)["status"] == "done"
+        assert wait_run(c, r.json()["id"], act)["status"] == "done"
 
     def pose():
         tcp = svc.safety.kin.tcp(_positions(gw).tolist())
         goal = [float(tcp[0]) + 0.03, float(tcp[1]) - 0.03, float(min(tcp[2], 0.2))]
         r = c.post("/v1/pose", json={"position_m": goal, "duration_s": 0.3}, headers=act)
         assert r.status_code == 200, r.text
-        assert _wait_run(c, r.json()["id"], act)["status"] == "done"
+        assert wait_run(c, r.json()["id"], act)["status"] == "done"
 
     def ws_stream():
         async def run():
