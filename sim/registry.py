@@ -13,7 +13,7 @@ from pathlib import Path
 import gymnasium as gym
 
 from simgate.errors import ConfigError, RobotLoadError, UnknownEnvError
-from simgate.sim.robot_spec import RobotSpec, builtin_robots, load_robot_spec
+from simgate.sim.robot_spec import ROBOTS_DIR, RobotSpec, builtin_robots, load_robot_spec
 
 ROBOT_PREFIX = {"panda": "Panda", "xarm6": "XArm6", "so101": "SO101"}
 TASK_SUFFIX = {"reach": "Reach", "push": "Push", "pick_and_place": "PickAndPlace"}
@@ -71,8 +71,8 @@ def register_robot(robot: str | Path) -> RobotSpec:
     Its ids are named after the spec (``simgate/KukaIiwaReach-v0``); a name that another spec
     already holds (a built-in robot, or a second file) is refused naming both."""
     spec = load_robot_spec(robot)
-    if str(robot) in builtin_robots():
-        return spec
+    if str(robot) in builtin_robots() or Path(spec.spec_file).parent == ROBOTS_DIR.resolve():
+        return spec  # a built-in robot (by name or by its file): registered with the others
     if spec.name in ROBOT_PREFIX:
         raise ConfigError(f"robot spec {spec.spec_file}: name {spec.name!r} is a built-in robot's; "
                           "give your spec another name")
