@@ -36,6 +36,7 @@ from simgate.autoresearch.store import ArtifactStore, StoreError, private_dir
 from simgate.autoresearch.study import HEARTBEAT_ATTR, PIN_ATTRS, encode_for_enqueue, open_study, storage_url
 from simgate.autoresearch.worker import count_trials, worker_loop
 from simgate.errors import ConfigError, SimgateError
+from simgate.policies.export import UnsafeArtifact
 from simgate.policies.provenance import code_version, library_versions
 
 console = Console(stderr=True)
@@ -122,6 +123,18 @@ def _RayWorkers(n: int, address: str | None, args: tuple) -> list[_RayWorker]:  
             ray.init(num_cpus=max(n, 1), include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1, max_retries=0)(worker_loop)
     return [_RayWorker(remote.remote(*args, f"ray-{i}")) for i in range(n)]
+
+
+def untrusted_error(exc: BaseException) -> str:
+    """An exception raised by (or through) an artifact, for the ledger: its type and a hash of its
+    text, never the text (an artifact could put anything there - a key it read)."""
+    import hashlib
+
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001
+        text = ""
+    return f"{type(exc).__name__} (message withheld, sha256 {hashlib.sha256(text.encode(errors='replace')).hexdigest()[:16]})"
 
 
 def _num(v: Any, kind: type) -> Any:
@@ -241,8 +254,11 @@ class Coordinator:
         role = self._role(t, rep)
         try:
             status, reason, verified = self._verdict(t, rep, role, state)
+        except (StoreError, UnsafeArtifact) as exc:  # simgate's own messages
+            status, reason, verified = "rejected", f"artifact refused: {exc}", Verified()
         except Exception as exc:  # noqa: BLE001 - a forged or broken trial is rejected, never fatal
-            status, reason, verified = "rejected", f"could not be judged: {type(exc).__name__}: {exc}", Verified()
+            status, reason, verified = "rejected", f"could not be judged: {untrusted_error(exc)}", Verified()
+        self._record_notes(t.number)
         rec = TrialRecord(trial=t.number, status=status, reason=clip_text(reason), role=role,
                           parent=state.incumbent.trial if state.incumbent else None, verified=verified, reported=rep,
                           code=code_version(), libraries=library_versions())
@@ -269,7 +285,12 @@ class Coordinator:
             sha, lsha = self.store.ingest(self.dir / "trials" / f"{t.number:04d}" / "policy.ts")
         except StoreError as exc:
             return "rejected", f"no usable artifact: {exc}", Verified(params=params)
-        with _Checkout(self.store, sha, lsha) as cand:
+        try:
+            cand = _Checkout(self.store, sha, lsha).__enter__()
+        except (StoreError, UnsafeArtifact) as exc:
+            return "rejected", f"artifact refused before running: {exc}", Verified(
+                artifact_sha256=sha, layout_sha256=lsha, params=params)
+        with cand:
             base = dict(artifact_sha256=sha, layout_sha256=lsha, params=params)
             if state.incumbent is None:
                 v = gate.judge(self.plan, rep.claimed, cand.policy, None, self._evaluate, self._threshold(state))
@@ -282,6 +303,11 @@ class Coordinator:
                     and v.verified.get("delta") is not None):
                 extra["noise_floor"] = abs(v.verified["delta"])  # two baselines, the same secret seeds
             return v.status, v.reason, Verified(**base, **v.verified, **extra)
+
+    def _record_notes(self, trial: int | None = None) -> None:
+        for note in self.store.take_notes():
+            self.ledger.append(NoticeRecord(reason=clip_text(note), trial=trial))
+            console.print(f"[yellow]store[/yellow]: {note}")
 
     def _threshold(self, state: StudyState) -> float:
         return max(self.plan.min_improvement, min(state.noise_floor or 0.0, self.plan.noise_floor_cap))
@@ -444,11 +470,15 @@ class _Checkout:
         self.store, self.sha, self.lsha = store, sha, layout_sha
 
     def __enter__(self) -> _Checkout:
-        from simgate.policies.export import TorchPolicy
+        from simgate.policies.export import load_checked_policy
 
         self.tmp = private_dir("simgate-judge-")
-        self.path = self.store.checkout(self.sha, self.lsha, self.tmp)
-        self.policy = TorchPolicy(self.path)
+        try:
+            self.path = self.store.checkout(self.sha, self.lsha, self.tmp)
+            self.policy = load_checked_policy(self.path)  # nothing in it runs before the allow-list check
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

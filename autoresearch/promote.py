@@ -73,7 +73,7 @@ def _checks(coord: Coordinator, hold, robust) -> list[str]:
 def promote_incumbent(coord: Coordinator) -> dict | None:
     from simgate.autoresearch.coordinator import console
     from simgate.policies.evaluation import evaluate
-    from simgate.policies.export import TorchPolicy
+    from simgate.policies.export import UnsafeArtifact, load_checked_policy
 
     state, pr = coord.derived, coord.spec.promotion
     inc = state.incumbent
@@ -92,10 +92,28 @@ def promote_incumbent(coord: Coordinator) -> dict | None:
         except StoreError as exc:
             _refuse(coord, str(exc), candidate=inc.trial, artifact_sha256=inc.artifact_sha256)
             return None
-        pol = TorchPolicy(path)
+        finally:
+            coord._record_notes()
+        try:
+            pol = load_checked_policy(path)  # nothing in it runs before the allow-list check
+        except UnsafeArtifact as exc:
+            _refuse(coord, f"artifact refused before running: {exc}", candidate=inc.trial,
+                    artifact_sha256=inc.artifact_sha256)
+            return None
         seeds = gate.secret_seeds(pr.holdout_episodes)  # a fresh secret holdout sample per attempt
-        hold = evaluate(pol, coord.spec.task.env_id, seeds)
-        robust = evaluate(pol, coord.spec.task.env_id, seeds, {"randomization": "preset"})
+        try:
+            hold = evaluate(pol, coord.spec.task.env_id, seeds)
+            robust = evaluate(pol, coord.spec.task.env_id, seeds, {"randomization": "preset"})
+        except UnsafeArtifact as exc:
+            _refuse(coord, f"artifact refused while running: {exc}", candidate=inc.trial, attempt=attempt,
+                    artifact_sha256=inc.artifact_sha256)
+            return None
+        except Exception as exc:  # noqa: BLE001 - the artifact's own text never reaches the ledger
+            from simgate.autoresearch.coordinator import untrusted_error
+
+            _refuse(coord, f"artifact failed on the holdout: {untrusted_error(exc)}", candidate=inc.trial,
+                    attempt=attempt, artifact_sha256=inc.artifact_sha256)
+            return None
         fields = {"candidate": inc.trial, "attempt": attempt, "artifact_sha256": inc.artifact_sha256,
                   "holdout": hold.summary(), "robustness": {"randomization": "preset", **robust.summary()}}
         problems = _checks(coord, hold, robust)

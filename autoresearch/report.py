@@ -95,13 +95,13 @@ def write_report(study_dir: str | Path, spec, video: bool = True) -> Path:
         import shutil
 
         from simgate.autoresearch.store import ArtifactStore, private_dir
-        from simgate.policies.export import TorchPolicy
+        from simgate.policies.export import load_checked_policy
         from simgate.sim.video import record_video
 
         judged = next(r for r in trials if r["trial"] == promoted["candidate"] and r["status"] == "keep")["verified"]
         tmp = private_dir("simgate-video-")
         try:
-            pol = TorchPolicy(ArtifactStore(d / "store").checkout(judged["artifact_sha256"], judged["layout_sha256"], tmp))
+            pol = load_checked_policy(ArtifactStore(d / "store").checkout(judged["artifact_sha256"], judged["layout_sha256"], tmp))
             video_path = figs / "promoted.mp4"
             record_video(spec.task.env_id, lambda env: pol, video_path, episodes=3, seed=9_000_000, size=(320, 240))
         finally:

@@ -162,12 +162,18 @@ class Registry:
         return {"id": d.name, **json.loads((d / "metadata.json").read_text())}
 
     def load(self, ref: str):
-        """A verified :class:`TorchPolicy` and its metadata."""
-        from simgate.policies.export import TorchPolicy
+        """A verified :class:`TorchPolicy` and its metadata. The TorchScript is checked against the
+        pure-tensor allow-list before it runs (``export.check_torchscript``, the same check the
+        research gate applies); an artifact that fails is refused with RegistryError."""
+        from simgate.policies.export import UnsafeArtifact, load_checked_policy
 
         d = self.verify(ref)
         meta = json.loads((d / "metadata.json").read_text())
-        return TorchPolicy(d / "policy.ts"), {"id": d.name, **meta}
+        try:
+            pol = load_checked_policy(d / "policy.ts")
+        except UnsafeArtifact as exc:
+            raise RegistryError(f"artifact {d.name[:12]}: refusing to load: {exc}") from None
+        return pol, {"id": d.name, **meta}
 
     def export(self, ref: str, out: str | Path) -> Path:
         """Copy the verified TorchScript actor (and its layout and metadata) to ``out``."""

@@ -175,16 +175,18 @@ def test_files_a_worker_can_write_do_not_change_what_is_promoted(tmp_path):
     ok = _cli(["research", "verify-ledger", str(sd), "--registry", "reg"], tmp_path)
     assert ok.returncode == 0 and "1 registry entries match" in ok.stdout, ok.stderr
 
-    # the store itself changed: refused; attempts are capped (max_attempts 2)
+    # the study's store entry changed: the judged bytes come from the trusted mirror (noted);
+    # attempts are capped (max_attempts 2)
     stored = sd / "store" / judged / "policy.ts"
     stored.write_bytes(stored.read_bytes() + b"x")
     p = _cli(["research", "promote", str(prog), "--registry", "reg"], tmp_path)
-    assert p.returncode == 0 and json.loads(p.stdout) is None
-    stored.write_bytes(stored.read_bytes()[:-1])
+    assert p.returncode == 0 and json.loads(p.stdout)["trial"] == inc, p.stderr[-3000:]
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == judged
     _cli(["research", "promote", str(prog), "--registry", "reg"], tmp_path)
-    _cli(["research", "promote", str(prog), "--registry", "reg"], tmp_path)
-    promos = [r for r in _records(tmp_path, name) if r["kind"] == "promotion"]
-    assert "do not match the judged hash" in promos[1]["reason"]
+    recs = _records(tmp_path, name)
+    assert any(r["kind"] == "notice" and "restored from the trusted mirror" in r["reason"] for r in recs)
+    promos = [r for r in recs if r["kind"] == "promotion"]
+    assert [r["status"] for r in promos] == ["promoted", "promoted", "refused"]
     assert "attempts exhausted" in promos[-1]["reason"] and sum(r["attempt"] is not None for r in promos) == 2
 
     # a forged COMPLETE trial and an out-of-space queued trial in the storage: rejected, resume goes on
@@ -234,4 +236,87 @@ def test_kill_9_in_the_ledger_write_then_resume(tmp_path, fault):
     assert len(nums) == len(set(nums)) and set(range(4)) <= set(nums)  # none lost, none judged twice
     if fault.startswith("mid"):
         assert any(r["kind"] == "notice" and "torn" in r["reason"] for r in recs)
+    assert _cli(["research", "verify-ledger", str(sd)], tmp_path).returncode == 0
+
+
+CODE_HOOK = '''
+import os
+mode = os.environ.get("SIMGATE_ATTACK")
+if mode:
+    import json
+    from pathlib import Path
+
+    import torch
+    import simgate.policies.evaluation as E
+    import simgate.policies.train as T
+
+    class Leak(torch.nn.Module):  # reads the coordinator's HMAC key inside the judge, raises it
+        def __init__(self, p: str) -> None:
+            super().__init__()
+            self.p = p
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            k = torch.from_file(self.p, False, 32, dtype=torch.uint8)
+            raise RuntimeError("LEAK:" + str(k.sum().item()))
+
+    class Spin(torch.nn.Module):  # hangs whoever runs it
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            while True:
+                x = x + 1.0
+            return x[:, :3]
+
+    def train(cfg, out_dir, **kw):  # no training: a malicious artifact and a perfect claim
+        out = Path(out_dir)
+        keys = sorted(Path(os.environ["SIMGATE_KEY_DIR"]).glob("*.key"))
+        mod = Leak(str(keys[0])) if int(out.name) % 2 == 0 else Spin()
+        torch.jit.script(mod).save(str(out / "policy.ts"))
+        (out / "policy.ts.json").write_text(json.dumps(
+            {"obs_keys": ["observation", "achieved_goal", "desired_goal"], "obs_sizes": [6, 3, 3], "action_dim": 3}))
+        return {"status": "ok", "steps": cfg.total_steps}
+
+    class Res:
+        success_rate, mean_return = 1.0, 0.0
+
+    T.train = train
+    E.evaluate = lambda *a, **k: Res()
+'''
+
+
+@pytest.mark.slow
+def test_artifact_code_never_runs_in_the_judge(tmp_path):
+    """An artifact that reads the HMAC key and raises it (the leak that forged a keep) and one that
+    loops forever: both are refused before anything in them runs, the coordinator finishes, no
+    artifact text reaches the ledger, nothing is promoted."""
+    name = "atk-code"
+    prog = _program(tmp_path, name, trials=2)
+    sd = tmp_path / "runs" / "research" / name
+    coord = subprocess.Popen([sys.executable, "-m", "simgate.cli", "research", "run", str(prog), "--workers", "0",
+                              "--registry", "reg"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=dict(os.environ))
+    t0 = time.monotonic()
+    while not (sd / "optuna.db").exists() and time.monotonic() - t0 < 60:
+        time.sleep(0.5)
+    time.sleep(2.0)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CODE_HOOK)
+    worker = _cli(["research", "worker", str(prog), "--storage", f"sqlite:///{sd / 'optuna.db'}", "--study-dir", str(sd),
+                   "--hours", "0.02"], tmp_path,
+                  env={"PYTHONPATH": str(hook), "SIMGATE_ATTACK": "code", "SIMGATE_COORDINATOR_STALE_S": "15"})
+    try:
+        out, err = coord.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        coord.kill()
+        pytest.fail("the coordinator hung on an artifact")
+    assert coord.returncode == 0, err[-3000:]
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    recs = _records(tmp_path, name)
+    trials = {r["trial"]: r for r in recs if r["kind"] == "trial"}
+    assert set(trials) == {0, 1} and all(r["status"] == "rejected" for r in trials.values()), trials
+    assert "aten::from_file" in trials[0]["reason"] and "prim::RaiseException" in trials[0]["reason"]
+    assert "prim::Loop" in trials[1]["reason"]
+    text = (sd / "ledger.jsonl").read_text()
+    assert "LEAK" not in text and "LEAK" not in out + err
+    promos = [r for r in recs if r["kind"] == "promotion"]
+    assert promos and all(p["status"] == "refused" for p in promos)
     assert _cli(["research", "verify-ledger", str(sd)], tmp_path).returncode == 0
