@@ -210,7 +210,7 @@ class Coordinator:
 
     @property
     def derived(self) -> StudyState:
-        return derive_state(self.ledger.records())
+        return derive_state(self.ledger.records(), self.spec)
 
     @property
     def state(self) -> dict[str, Any]:

@@ -77,8 +77,20 @@ def promote_incumbent(coord: Coordinator) -> dict | None:
 
     state, pr = coord.derived, coord.spec.promotion
     inc = state.incumbent
+    if state.invalid_keeps:
+        _refuse(coord, "the ledger holds kept trials whose params fail the pinned search space (forged or stale "
+                       "records): " + "; ".join(state.invalid_keeps), candidate=inc.trial if inc else None)
+        return None
     if inc is None:
         _refuse(coord, "no kept trial")
+        return None
+    try:
+        from simgate.autoresearch.worker import trial_recipe
+
+        trial_recipe(coord.spec, inc.params, inc.trial)  # strict: refuses keys outside the space
+    except Exception as exc:  # noqa: BLE001 - a recorded refusal, never a crash
+        _refuse(coord, f"the incumbent's params do not make a recipe: {type(exc).__name__}: {str(exc)[:300]}",
+                candidate=inc.trial)
         return None
     if state.promotion_attempts >= pr.max_attempts:
         _refuse(coord, f"promotion attempts exhausted ({state.promotion_attempts}/{pr.max_attempts}): each attempt "

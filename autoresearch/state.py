@@ -25,11 +25,27 @@ class StudyState(BaseModel):
     noise_floor: float | None = None
     promotion_attempts: int = 0
     promoted: dict[str, Any] | None = None  # the last promoted record
+    invalid_keeps: tuple[str, ...] = ()  # keep records whose params fail the pinned space (never incumbents)
 
 
-def derive_state(records: list[dict[str, Any]]) -> StudyState:
+def _params_problem(spec, params: Any) -> str | None:
+    if spec is None:
+        return None
+    from simgate.autoresearch.program import validate_params
+
+    try:
+        validate_params(spec, params)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def derive_state(records: list[dict[str, Any]], spec=None) -> StudyState:
+    """``spec``: the pinned program's spec; a keep whose verified params do not validate strictly
+    against its search space (a key outside it, ``init_from`` included) never becomes the incumbent."""
     judged: set[int] = set()
     inc, noise, attempts, promoted = None, None, 0, None
+    invalid: list[str] = []
     for r in records:
         kind = r.get("kind")
         if kind == "trial":
@@ -37,7 +53,10 @@ def derive_state(records: list[dict[str, Any]]) -> StudyState:
             v = r["verified"]
             if v.get("noise_floor") is not None:
                 noise = v["noise_floor"]
-            if r["status"] == "keep":
+            problem = _params_problem(spec, v.get("params")) if r["status"] == "keep" else None
+            if problem:
+                invalid.append(f"trial {r['trial']} (record {r['seq']}): params outside the pinned space: {problem}")
+            elif r["status"] == "keep":
                 inc = Incumbent(trial=r["trial"], artifact_sha256=v["artifact_sha256"], layout_sha256=v["layout_sha256"],
                                 params=v["params"] or {}, seq=r["seq"], hash=r["hash"])
         elif kind == "promotion":
@@ -45,4 +64,4 @@ def derive_state(records: list[dict[str, Any]]) -> StudyState:
             if r["status"] == "promoted":
                 promoted = r
     return StudyState(judged=frozenset(judged), incumbent=inc, noise_floor=noise, promotion_attempts=attempts,
-                      promoted=promoted)
+                      promoted=promoted, invalid_keeps=tuple(invalid))

@@ -45,8 +45,10 @@ def train_seed(trial_number: int) -> int:
 
 def trial_recipe(spec, params: dict, trial_number: int):
     """The recipe a trial trains (the audit re-trains exactly this from the reported params)."""
+    from simgate.autoresearch.program import validate_params
     from simgate.policies.recipes import default_recipe
 
+    params = validate_params(spec, params)  # strict: no key outside the pinned space (init_from included)
     budget = spec.budgets
     return default_recipe(
         spec.task.env_id,

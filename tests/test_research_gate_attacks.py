@@ -320,3 +320,45 @@ def test_artifact_code_never_runs_in_the_judge(tmp_path):
     promos = [r for r in recs if r["kind"] == "promotion"]
     assert promos and all(p["status"] == "refused" for p in promos)
     assert _cli(["research", "verify-ledger", str(sd)], tmp_path).returncode == 0
+
+
+def _forged_study(tmp_path, name, params):
+    """A study whose ledger holds a ``keep`` forged with the study key (as the key leak allowed)."""
+    from simgate.autoresearch.program import load_program
+    from simgate.autoresearch.records import TrialRecord, Verified
+
+    prog = _program(tmp_path, name)
+    program = load_program(prog)
+    sd = tmp_path / "runs" / "research" / name
+    led = Ledger.create(sd / "ledger.jsonl", dict(study=name, program_sha256=program.sha256,
+                                                  spec_sha256=program.spec_sha256, program_text=program.text,
+                                                  smoke=False, created_at="now"))
+    led.append(TrialRecord(trial=0, status="keep", reason="forged", verified=Verified(
+        artifact_sha256="a" * 64, layout_sha256="b" * 64, params=params)))
+    return prog, sd
+
+
+@pytest.mark.parametrize("params, named", [
+    ({"learning_rate": 0.001, "train_freq": 2, "init_from": "/nonexistent/policy.zip"}, "init_from"),
+    ({"learning_rate": 50.0, "train_freq": 2}, "learning_rate"),
+    ({"learning_rate": 0.001}, "train_freq"),
+])
+def test_forged_incumbent_params_are_refused_with_a_record(tmp_path, params, named):
+    prog, sd = _forged_study(tmp_path, "forged", params)
+    p = _cli(["research", "promote", str(prog), "--registry", "reg"], tmp_path, timeout=120)
+    assert p.returncode == 0 and json.loads(p.stdout) is None, p.stderr[-3000:]
+    promos = [r for r in _records(tmp_path, "forged") if r["kind"] == "promotion"]
+    assert len(promos) == 1 and promos[0]["status"] == "refused" and promos[0]["attempt"] is None
+    assert "outside the pinned space" in promos[0]["reason"] and named in promos[0]["reason"]
+    st = _cli(["research", "status", str(prog)], tmp_path, timeout=120)
+    assert st.returncode == 0 and json.loads(st.stdout)["incumbent"] is None
+
+
+def test_trial_recipe_refuses_keys_outside_the_space(tmp_path):
+    from simgate.autoresearch.program import load_program
+    from simgate.autoresearch.worker import trial_recipe
+
+    spec = load_program(_program(tmp_path, "recipe")).spec
+    assert trial_recipe(spec, {"learning_rate": 0.001, "train_freq": 2}, 3).learning_rate == 0.001
+    with pytest.raises(ValueError, match="init_from"):
+        trial_recipe(spec, {"learning_rate": 0.001, "train_freq": 2, "init_from": "x.zip"}, 3)
