@@ -65,12 +65,12 @@ def test_kinematics_thresholds(robot):
 
 
 def test_push_object_one_step_and_closed_loop_thresholds():
-    one = one_step_errors("panda", "push", episodes=6)
+    one = one_step_errors("panda", "push", episodes=10)  # the twin-check sample
     assert one["object_one_step_median_m"] <= THRESHOLDS["object_one_step_median_m"]
     assert one["object_one_step_mean_m"] <= THRESHOLDS["object_one_step_mean_m"]
     assert one["object_one_step_mean_m"] < one["object_stays_put_mean_m"] / 2
-    loop = closed_loop("panda", "push", list(range(9_000_000, 9_000_040)))
-    assert loop["scripted_success_gap_points"] <= THRESHOLDS["scripted_success_gap_points"] + 100 / 40  # 1 of 40
+    loop = closed_loop("panda", "push", list(range(9_000_000, 9_000_200)))  # twin-check's 200 holdout goals
+    assert loop["scripted_success_gap_points"] <= THRESHOLDS["scripted_success_gap_points"]
     assert loop["first_success_step_gap"] <= THRESHOLDS["first_success_step_gap"]
 
 
@@ -88,7 +88,7 @@ def test_reach_tool_one_step_threshold():
 @pytest.mark.xfail(strict=True, reason="known gap: on Push the per-joint motor model misses the arm's coupled inertia, "
                    "gravity load and the box's reaction (one-step tool error ~1.2 mm mean vs the 1 mm bar); docs/twin.md")
 def test_push_tool_one_step_threshold():
-    one = one_step_errors("panda", "push", episodes=6)
+    one = one_step_errors("panda", "push", episodes=10)
     assert one["tool_one_step_scripted_mean_m"] <= THRESHOLDS["tool_one_step_scripted_mean_m"]
 
 

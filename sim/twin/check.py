@@ -115,7 +115,7 @@ def closed_loop(robot: str, task: str, seeds: list[int]) -> dict[str, float]:
     fs_pb, fs_tw = _first_success(pb), _first_success(tw)
     med = lambda f: float(np.median(f[f > 0])) if (f > 0).any() else float("nan")  # noqa: E731
     return {"scripted_success_pybullet": float(pb[:, -1].mean()), "scripted_success_twin": float(tw[:, -1].mean()),
-            "scripted_success_gap_points": float(abs(pb[:, -1].mean() - tw[:, -1].mean()) * 100),
+            "scripted_success_gap_points": round(float(abs(pb[:, -1].mean() - tw[:, -1].mean()) * 100), 6),
             "first_success_step_pybullet": med(fs_pb), "first_success_step_twin": med(fs_tw),
             "first_success_step_gap": abs(med(fs_pb) - med(fs_tw))}
 

@@ -18,7 +18,7 @@ import torch
 # torque of uniform-pressure Coulomb friction on a square of side s: mu m g * 0.3826 s; inertia m s^2 / 6
 _SQUARE_FRICTION_ARM = 0.3826
 GRAVITY_M_S2 = 9.81
-MAX_RECOVERY_M_S = 0.1
+MAX_RECOVERY_M_S = 0.3
 
 
 def motor_substep(q, v, target, gain: float, accel_max, dt_s: float, active=None, accel_max_neg=None):
