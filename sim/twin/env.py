@@ -188,7 +188,7 @@ class TwinVecEnv(VectorEnv):
 
     def _fk(self) -> None:
         self.tool, self.tool_quat, self.jl, self.ja = self.kin.forward(self.q)
-        self.tool_vel = (self.jl @ self.qd[..., None])[..., 0]
+        self.tool_vel = (self.jl * self.qd[:, None, :]).sum(-1)
 
     # ---- Gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
