@@ -282,7 +282,6 @@ def train_twin(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True
     seeds = seeds_for("selection", cfg.eval_episodes)
     t_start = time.perf_counter() - state["wall_s"]
     status = "completed"
-    per_iter = cfg.n_steps * cfg.num_envs
     next_eval = (learner.steps // cfg.eval_every_steps + 1) * cfg.eval_every_steps
     next_ck = (learner.steps // cfg.checkpoint_every_steps + 1) * cfg.checkpoint_every_steps
 

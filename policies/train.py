@@ -27,8 +27,8 @@ from simgate.errors import ConfigError
 from simgate.policies.evaluation import evaluate, seeds_for
 from simgate.policies.export import SB3Policy, export_torchscript
 from simgate.policies.provenance import code_version, library_versions
-from simgate.policies.robot_meta import env_robot_meta
 from simgate.policies.recipes import RecipeConfig
+from simgate.policies.robot_meta import env_robot_meta
 
 
 def pick_device(requested: str = "auto") -> str:

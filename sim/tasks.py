@@ -12,8 +12,6 @@ import numpy as np
 import pybullet as p
 
 from simgate.sim.robot import Robot
-from simgate.sim.world import World
-
 from simgate.sim.task_rules import (  # noqa: F401  (OBJECT_SIZE_M, DISTANCE_THRESHOLD_M re-exported)
     DISTANCE_THRESHOLD_M,
     OBJECT_SIZE_M,
@@ -24,6 +22,7 @@ from simgate.sim.task_rules import (  # noqa: F401  (OBJECT_SIZE_M, DISTANCE_THR
     reach_goal_range_m,
     reward_from_distance,
 )
+from simgate.sim.world import World
 
 
 def goal_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from simgate.sim.task_rules import (
     reach_goal_range_m,
     reward_from_distance,
 )
-from simgate.sim.twin.kinematics import Kinematics
+from simgate.sim.twin.kinematics import Kinematics, quat_rotate
 from simgate.sim.twin.params import TwinParams, load_params
 from simgate.sim.twin.physics import motor_substep, pusher_contact, table_friction
 
@@ -309,8 +309,6 @@ class TwinVecEnv(VectorEnv):
         qv = self.tool_quat
         y = torch.zeros_like(self.tool)
         y[:, 1] = 1.0
-        from simgate.sim.twin.kinematics import quat_rotate
-
         d = quat_rotate(qv, y)[:, :2]
         return d / torch.clamp(torch.linalg.vector_norm(d, dim=-1, keepdim=True), min=1e-6)
 
