@@ -6,7 +6,9 @@ Its state (incumbent, noise floor, judged trials, promotion attempts) is derived
 verified ledger on every start, so a kill -9 anywhere leaves nothing to reconcile: finished
 trials already in the ledger are skipped (never judged twice), trials whose worker died are
 failed by Optuna's heartbeat and re-queued with the same parameters, a torn last ledger line is
-truncated with a notice. Only one coordinator runs a study at a time (a lock file).
+truncated with a notice. Only one coordinator runs a study at a time (a lock file on the trusted
+side, next to the keys). The elapsed wall-clock budget lives in the study's trusted anchor (see
+ledger.py), never in coordinator.json, which workers can write.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from rich.live import Live
 from rich.table import Table
 
 from simgate.autoresearch import gate
-from simgate.autoresearch.ledger import Ledger, LedgerError
+from simgate.autoresearch.ledger import Ledger, LedgerError, read_anchor, trusted_study_path, update_anchor
 from simgate.autoresearch.program import Program, check_pinned, load_program, smoke_mode, validate_params
 from simgate.autoresearch.records import NoticeRecord, Reported, StudyRecord, TrialRecord, Verified, clip_text
 from simgate.autoresearch.state import StudyState, derive_state
@@ -67,10 +69,11 @@ def baseline_params(spec) -> dict[str, Any]:
 
 
 def pinned_study(ledger_path: Path) -> dict | None:
-    """Record 0 of a verified ledger (the pin), or None when there is no ledger yet."""
-    if not ledger_path.exists() or not ledger_path.stat().st_size:
-        return None
+    """Record 0 of a verified ledger (the pin), or None when there is no ledger yet (and none was
+    anchored: a deleted ledger of an anchored study raises LedgerError)."""
     led = Ledger(ledger_path)
+    if (not ledger_path.exists() or not ledger_path.stat().st_size) and led.anchor() is None:
+        return None
     led.verify()
     return led.records()[0]
 
@@ -180,6 +183,7 @@ class Coordinator:
             return
         note = self.ledger.repair()
         self.ledger.verify()
+        self.ledger.anchor_head()
         pin = self.ledger.records()[0]
         check_pinned(self.program, pin["program_sha256"], pin["spec_sha256"], f"the study in {self.dir}")
         if note:
@@ -195,12 +199,13 @@ class Coordinator:
     def lock(self) -> None:
         """One coordinator per study: a second one (or a promote during a run) is refused."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.dir / "coordinator.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        path = trusted_study_path(self.ledger.path, ".lock")  # not in the study dir: workers write there
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise SimgateError(f"{self.dir}: another coordinator holds this study (coordinator.lock)") from None
+            raise SimgateError(f"{self.dir}: another coordinator holds this study (lock {path})") from None
         self._lock_fd = fd
 
     def unlock(self) -> None:
@@ -220,6 +225,7 @@ class Coordinator:
                 "promotion_attempts": s.promotion_attempts}
 
     def _write_cache(self, elapsed_s: float) -> None:
+        update_anchor(self.ledger.path, elapsed_s=elapsed_s)  # the budget, on the trusted side
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"elapsed_s": elapsed_s, **self.state,
                                    "note": "a cache for people: the coordinator derives its state from the ledger"},
@@ -227,11 +233,9 @@ class Coordinator:
         tmp.replace(self.state_path)
 
     def _elapsed(self) -> float:
-        try:
-            v = json.loads(self.state_path.read_text()).get("elapsed_s", 0.0)
-            return float(v) if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 else 0.0
-        except (OSError, ValueError):
-            return 0.0
+        """The study's elapsed wall-clock budget, from its trusted anchor (never coordinator.json)."""
+        v = (read_anchor(self.ledger.path) or {}).get("elapsed_s", 0.0)
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 else 0.0
 
     # ---- the gate ----------------------------------------------------------------------------
     def judge_finished(self, study: optuna.Study) -> int:

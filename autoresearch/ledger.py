@@ -10,11 +10,17 @@ can rewrite, re-chain or append; dropping records is caught by the head.
 A record is at most ``MAX_RECORD_BYTES``. Appends take an exclusive lock and are fsync'ed. A
 torn last line (a writer killed mid-append) fails ``verify`` until ``repair`` (run by the
 coordinator on resume) truncates it and appends a notice saying so.
+
+Every study is also anchored on the trusted side: ``key_dir()/studies/<id>.json`` (``<id>`` from
+the ledger's absolute path) names its key and last head (and the coordinator's elapsed budget).
+A missing, shorter or different ledger at an anchored path is refused naming the anchored head,
+so deleting or replacing the ledger files in the study dir cannot restart a study.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -54,6 +60,40 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def study_id(ledger_path: str | Path) -> str:
+    """The id of the study whose ledger is at ``ledger_path`` (from its absolute path)."""
+    return hashlib.sha256(str(Path(ledger_path).resolve()).encode()).hexdigest()[:32]
+
+
+def trusted_study_path(ledger_path: str | Path, suffix: str) -> Path:
+    """``key_dir()/studies/<study id><suffix>``: the study's anchor (.json) and lock (.lock)."""
+    d = key_dir() / "studies"
+    d.mkdir(exist_ok=True, mode=0o700)
+    return d / f"{study_id(ledger_path)}{suffix}"
+
+
+def read_anchor(ledger_path: str | Path) -> dict[str, Any] | None:
+    """The trusted anchor of the study at ``ledger_path`` (key_id, seq, hash, elapsed_s), or None."""
+    try:
+        a = json.loads(trusted_study_path(ledger_path, ".json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError):
+        raise LedgerError(f"{trusted_study_path(ledger_path, '.json')}: the study anchor is unreadable") from None
+    return a if isinstance(a, dict) and isinstance(a.get("key_id"), str) and isinstance(a.get("seq"), int) else None
+
+
+def update_anchor(ledger_path: str | Path, **fields: Any) -> None:
+    """Merge ``fields`` into the study's trusted anchor (written atomically)."""
+    p = trusted_study_path(ledger_path, ".json")
+    try:
+        cur = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        cur = {}
+    _atomic_write(p, json.dumps({**(cur if isinstance(cur, dict) else {}), "path": str(Path(ledger_path).resolve()),
+                                 **fields}))
+
+
 def _fault(point: str) -> bool:
     """Fault injection for the crash tests: SIMGATE_FAULT_LEDGER=after-append:K | mid-append:K."""
     v = os.environ.get("SIMGATE_FAULT_LEDGER", "")
@@ -72,6 +112,8 @@ class Ledger:
         led.path.parent.mkdir(parents=True, exist_ok=True)
         if led.path.exists() and led.path.stat().st_size:
             raise LedgerError(f"{led.path}: already exists")
+        if led.anchor():
+            raise led._anchored("the ledger is missing or empty", "a new ledger for it is refused")
         key_id = secrets.token_hex(8)
         load_key(key_id, create=True)
         led.path.touch()
@@ -100,6 +142,23 @@ class Ledger:
 
     def head_path(self) -> Path:
         return key_dir() / f"{self.key_id()}.head"
+
+    # ---- the trusted anchor ------------------------------------------------------------------
+    def anchor(self) -> dict[str, Any] | None:
+        return read_anchor(self.path)
+
+    def _anchored(self, what: str, then: str = "refusing") -> LedgerError:
+        a = self.anchor() or {}
+        return LedgerError(f"{self.path}: {what}; this study is anchored at record {a.get('seq')} (hash "
+                           f"{str(a.get('hash'))[:16]}, key {a.get('key_id')}) in "
+                           f"{trusted_study_path(self.path, '.json')}: {then} (restore its ledger; to start a new "
+                           "study at this path on purpose, remove that anchor file)")
+
+    def anchor_head(self) -> None:
+        """Anchor a verified ledger that has no anchor yet (a study from before anchors)."""
+        if self.anchor() is None:
+            h = self.head()
+            update_anchor(self.path, key_id=self.key_id(), seq=h["seq"], hash=h["hash"])
 
     # ---- append ------------------------------------------------------------------------------
     def append(self, record: BaseModel) -> dict[str, Any]:
@@ -144,6 +203,7 @@ class Ledger:
         head = json.dumps({"key_id": key_id, "seq": seq, "hash": mac, "mac": mac_hex(key, _head_payload(key_id, seq, mac))})
         _atomic_write(key_dir() / f"{key_id}.head", head)
         _atomic_write(self.path.with_name(self.path.stem + ".head"), head)
+        update_anchor(self.path, key_id=key_id, seq=seq, hash=mac)
 
     # ---- read --------------------------------------------------------------------------------
     def _lines(self) -> list[dict]:
@@ -173,11 +233,19 @@ class Ledger:
     def verify(self) -> int:
         """Authenticate every record and the head; returns the number of records or raises
         LedgerError naming the first bad record."""
+        anchor = self.anchor()
         if not self.path.exists() or not self.path.stat().st_size:
+            if anchor:
+                raise self._anchored("the ledger is missing or empty")
             raise LedgerError(f"{self.path}: empty or missing ledger")
+        lines = self._lines()
+        if anchor and self.key_id() != anchor["key_id"]:
+            raise self._anchored(f"the ledger is a different one (key {self.key_id()})")
+        if anchor and len(lines) <= anchor["seq"]:
+            raise self._anchored(f"record {len(lines)} is missing: the ledger ends at record {len(lines) - 1} "
+                                 "(records dropped, truncated or the ledger replaced)")
         key = self._key()
         prev = GENESIS
-        lines = self._lines()
         for i, rec in enumerate(lines):
             if not isinstance(rec, dict) or set(rec) != {"seq", "prev", "body", "mac"}:
                 raise LedgerError(f"{self.path}: record {i} is not a ledger record")
@@ -195,6 +263,8 @@ class Ledger:
                 raise LedgerError(f"{self.path}: record {i}: the study record must be record 0 and only record 0")
             prev = rec["mac"]
         self._check_head(key, lines)
+        if anchor and lines[anchor["seq"]]["mac"] != anchor.get("hash"):
+            raise self._anchored(f"record {anchor['seq']} differs from the anchored one (the ledger replaced)")
         return len(lines)
 
     def _check_head(self, key: bytes, lines: list[dict]) -> None:

@@ -362,3 +362,77 @@ def test_trial_recipe_refuses_keys_outside_the_space(tmp_path):
     assert trial_recipe(spec, {"learning_rate": 0.001, "train_freq": 2}, 3).learning_rate == 0.001
     with pytest.raises(ValueError, match="init_from"):
         trial_recipe(spec, {"learning_rate": 0.001, "train_freq": 2, "init_from": "x.zip"}, 3)
+
+
+def _one_line_refusal(args, tmp_path, *named):
+    p = _cli(args, tmp_path, env={"COLUMNS": "10000"}, timeout=120)  # no wrapping by the console
+    err = p.stderr.strip()
+    assert p.returncode == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err[-3000:]
+    assert all(n in err for n in named), err
+
+
+def test_deleting_or_replacing_the_ledger_does_not_reset_the_study(tmp_path):
+    """The study's anchor (key, head) lives with the keys: without the ledger files nothing runs
+    again - no new key, no trial judged twice, no fresh promotion attempts."""
+    import shutil
+
+    prog, sd = _forged_study(tmp_path, "anchored", {"learning_rate": 0.001})
+    head = Ledger(sd / "ledger.jsonl").head()
+    named = (f"anchored at record {head['seq']}", head["hash"][:16])
+    saved = (sd / "ledger.jsonl").read_bytes()
+    keys = sorted((tmp_path / "keys").glob("*.key"))
+    (sd / "ledger.jsonl").unlink()
+    (sd / "ledger.head").unlink()
+    for args in (["research", "resume", str(prog), "--workers", "0"], ["research", "promote", str(prog)],
+                 ["research", "status", str(prog)], ["research", "verify-ledger", str(sd)],
+                 ["research", "submit", str(prog), "--params", '{"train_freq": 2}', "--rationale", "x"]):
+        _one_line_refusal(args, tmp_path, *named, "missing")
+    assert sorted((tmp_path / "keys").glob("*.key")) == keys and not (sd / "ledger.jsonl").exists()
+    # another study's valid ledger (its own key) in place of this one
+    _, other = _forged_study(tmp_path, "other", {"learning_rate": 0.001})
+    shutil.copy(other / "ledger.jsonl", sd / "ledger.jsonl")
+    shutil.copy(other / "ledger.head", sd / "ledger.head")
+    for args in (["research", "resume", str(prog), "--workers", "0"], ["research", "verify-ledger", str(sd)]):
+        _one_line_refusal(args, tmp_path, *named, "different")
+    # this study's own ledger, shortened to record 0
+    (sd / "ledger.jsonl").write_bytes(saved.splitlines(keepends=True)[0])
+    _one_line_refusal(["research", "verify-ledger", str(sd)], tmp_path, *named, "record 1 is missing")
+    (sd / "ledger.jsonl").write_bytes(saved)
+    assert _cli(["research", "verify-ledger", str(sd)], tmp_path).returncode == 0
+
+
+@pytest.mark.slow  # ~30 s: three short `research run|resume --workers 0` with a 3 s budget
+def test_lock_and_budget_are_not_in_the_study_dir(tmp_path):
+    """A worker holding an flock on the study dir's coordinator.lock blocks nothing; the elapsed
+    budget comes from the trusted anchor, so editing coordinator.json's elapsed_s changes nothing."""
+    import fcntl
+
+    from simgate.autoresearch.coordinator import Coordinator
+    from simgate.autoresearch.ledger import read_anchor, trusted_study_path
+
+    prog = tmp_path / "budget.md"
+    prog.write_text(PROGRAM.format(name="budget", trials=3, high="0.003", auto="false", audit="false")
+                    .replace("total_wall_s: 240", "total_wall_s: 3"))
+    sd = tmp_path / "runs" / "research" / "budget"
+    sd.mkdir(parents=True)
+    with open(sd / "coordinator.lock", "w") as held:  # the old lock path, held by a "worker"
+        fcntl.flock(held, fcntl.LOCK_EX)
+        p = _cli(["research", "run", str(prog), "--workers", "0"], tmp_path, timeout=300)
+        assert p.returncode == 0, p.stderr[-3000:]
+    led = sd / "ledger.jsonl"
+    e1 = read_anchor(led)["elapsed_s"]
+    assert e1 >= 3
+    cache = json.loads((sd / "coordinator.json").read_text())
+    for forged in (0.0, 1e9):  # restart the budget / stop the study
+        (sd / "coordinator.json").write_text(json.dumps({**cache, "elapsed_s": forged}))
+        assert Coordinator(prog, sd)._elapsed() == read_anchor(led)["elapsed_s"]
+        p = _cli(["research", "resume", str(prog), "--workers", "0"], tmp_path, timeout=300)
+        assert p.returncode == 0, p.stderr[-3000:]
+        e2 = read_anchor(led)["elapsed_s"]
+        assert e1 <= e2 < e1 + 60 and json.loads((sd / "coordinator.json").read_text())["elapsed_s"] == e2
+        e1 = e2
+    # the real lock is on the trusted side: held there, resume and promote are refused
+    with open(trusted_study_path(led, ".lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        for args in (["research", "resume", str(prog), "--workers", "0"], ["research", "promote", str(prog)]):
+            _one_line_refusal(args, tmp_path, "another coordinator holds this study")

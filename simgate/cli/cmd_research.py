@@ -91,8 +91,8 @@ def research_verify(path: Path = typer.Argument(..., help="ledger.jsonl, a study
         path = study_dir_for(load_program(path)) / "ledger.jsonl"
     elif path.is_dir():
         path = path / "ledger.jsonl"
-    if not path.is_file():
-        raise ConfigError(f"no ledger at {path}")
+    if not path.is_file() and Ledger(path).anchor() is None:
+        raise ConfigError(f"no ledger at {path}")  # an anchored study's missing ledger: verify names its head
     n = Ledger(path).verify()
     checked = 0
     if registry is not None:
