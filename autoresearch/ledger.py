@@ -241,9 +241,6 @@ class Ledger:
         lines = self._lines()
         if anchor and self.key_id() != anchor["key_id"]:
             raise self._anchored(f"the ledger is a different one (key {self.key_id()})")
-        if anchor and len(lines) <= anchor["seq"]:
-            raise self._anchored(f"record {len(lines)} is missing: the ledger ends at record {len(lines) - 1} "
-                                 "(records dropped, truncated or the ledger replaced)")
         key = self._key()
         prev = GENESIS
         for i, rec in enumerate(lines):
@@ -262,6 +259,9 @@ class Ledger:
             if (i == 0) != (rec["body"]["kind"] == "study"):
                 raise LedgerError(f"{self.path}: record {i}: the study record must be record 0 and only record 0")
             prev = rec["mac"]
+        if anchor and len(lines) <= anchor["seq"]:
+            raise self._anchored(f"record {len(lines)} is missing: the ledger ends at record {len(lines) - 1} "
+                                 "(records dropped, truncated or the ledger replaced)")
         self._check_head(key, lines)
         if anchor and lines[anchor["seq"]]["mac"] != anchor.get("hash"):
             raise self._anchored(f"record {anchor['seq']} differs from the anchored one (the ledger replaced)")
