@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,17 @@ def read_anchor(ledger_path: str | Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         raise LedgerError(f"{trusted_study_path(ledger_path, '.json')}: the study anchor is unreadable") from None
     return a if isinstance(a, dict) and isinstance(a.get("key_id"), str) and isinstance(a.get("seq"), int) else None
+
+
+def retire_anchor(ledger_path: str | Path) -> Path | None:
+    """The trusted operator starts a new study where one was (its whole directory gone): the old
+    anchor is kept aside as ``<id>.retired-<unix time>.json``, never deleted. Returns its new path."""
+    p = trusted_study_path(ledger_path, ".json")
+    if not p.exists():
+        return None
+    retired = p.with_name(f"{p.stem}.retired-{int(time.time())}.json")
+    os.replace(p, retired)
+    return retired
 
 
 def update_anchor(ledger_path: str | Path, **fields: Any) -> None:

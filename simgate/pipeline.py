@@ -63,6 +63,12 @@ def research_and_promote(program: Path, out_dir: Path, workers: int) -> dict[str
     from simgate.autoresearch.coordinator import Coordinator
     from simgate.policies.registry import Registry
 
+    if not (out_dir / "research").exists():  # a fresh start where an earlier main job's study was removed
+        from simgate.autoresearch.ledger import retire_anchor
+
+        retired = retire_anchor(out_dir / "research" / "ledger.jsonl")
+        if retired:
+            console.print(f"starting a new study; the removed study's trusted anchor is kept as {retired}")
     coord = Coordinator(program, out_dir / "research", None, out_dir / "registry")
     reg = Registry(out_dir / "registry")
     done = [r for r in coord.ledger.records() if r.get("kind") == "promotion" and r.get("status") == "promoted"
