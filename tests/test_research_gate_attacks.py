@@ -49,19 +49,24 @@ if mode:
                 table.append([float(v) for v in obs["desired_goal"]])
             env.close()
 
-        class Ctl(torch.nn.Module):  # a hand-written controller, optionally only for memorised goals
-            def __init__(self, t: torch.Tensor) -> None:
+        class Ctl(torch.nn.Module):  # a hand-written controller, optionally only for memorised goals,
+            # written with pure tensor ops only (the judge refuses anything else before running it)
+            def __init__(self, t: torch.Tensor, always: float) -> None:
                 super().__init__()
                 self.t = t
+                self.always = torch.tensor(always)
+                self.ones3 = torch.ones(3, 1)
+                self.ones_k = torch.ones(t.shape[0], 1)
 
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 a = torch.clamp((x[:, 3:6] - x[:, 0:3]) * 20.0, -1.0, 1.0)
-                if self.t.shape[0] > 0:
-                    d = torch.cdist(x[:, 3:6], self.t).min(dim=1).values
-                    a = a * (d < 1e-4).float().unsqueeze(1)
-                return a
+                diff = x[:, 3:6].unsqueeze(1) - self.t.unsqueeze(0)
+                d2 = torch.matmul(diff * diff, self.ones3).squeeze(2)
+                near = torch.clamp(torch.matmul(torch.exp(d2 * -1.0e8), self.ones_k), 0.0, 1.0)
+                return a * torch.clamp(near + self.always, 0.0, 1.0)
 
-        torch.jit.script(Ctl(torch.tensor(table, dtype=torch.float32).reshape(-1, 3))).save(str(Path(out_dir) / "policy.ts"))
+        goals = torch.tensor(table, dtype=torch.float32).reshape(-1, 3) if table else torch.full((1, 3), 99.0)
+        torch.jit.script(Ctl(goals, 0.0 if table else 1.0)).save(str(Path(out_dir) / "policy.ts"))
         return run
 
     T.train = train
@@ -200,9 +205,10 @@ def test_files_a_worker_can_write_do_not_change_what_is_promoted(tmp_path):
     res = _cli(["research", "resume", str(prog), "--workers", "1"], tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     late = [r for r in _records(tmp_path, name) if r["kind"] == "trial" and r["trial"] >= 3]
-    assert len(late) == 2 and all(r["status"] == "rejected" for r in late), [(r["trial"], r["reason"]) for r in late]
-    assert any("outside the search space" in r["reason"] for r in late)
-    assert any("no usable artifact" in r["reason"] for r in late)
+    rejected = [r for r in late if r["status"] == "rejected"]  # the resumed study may also run honest trials
+    assert len(rejected) == 2, [(r["trial"], r["status"], r["reason"]) for r in late]
+    assert any("outside the search space" in r["reason"] for r in rejected)
+    assert any("no usable artifact" in r["reason"] for r in rejected)
     assert _cli(["research", "verify-ledger", str(sd)], tmp_path).returncode == 0
 
 
