@@ -31,7 +31,12 @@ def measure_rate(p, seconds=3.0):
 
 
 def check_trajectory_moves_through_points(p, start):
-    """Two points: the pan joint goes out to +0.6 then back to -0.4 while the elbow bends."""
+    """Two points: the pan joint goes out to +0.6 then back to -0.4 while the elbow bends. The
+    points keep the other joints where they are, pulled just inside the limits (an arm resting on
+    a hard stop reads a tick beyond it, and the controller rejects a point outside the limits)."""
+    lower = np.array([j.lower for j in SPEC.arm_joints])
+    upper = np.array([j.upper for j in SPEC.arm_joints])
+    start = np.clip(start, lower + 0.02, upper - 0.02)
     p1 = start.copy()
     p1[0] = 0.6
     p2 = start.copy()
