@@ -44,8 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json.loads((argv if argv is not None else sys.argv[1:])[0])
     faults = cfg.pop("faults", {})
 
+    stopping = False
+
     def _terminate(signum, frame):
-        raise KeyboardInterrupt
+        if not stopping:  # once the clean-up has begun, a second signal must not cut it short
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
@@ -67,10 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         # the test process dying closes stdin and sends SIGTERM at once: the second must not cut
-        # the clean-up short (the pty symlink would stay)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        bus.stop()
+        # the clean-up short (the pty symlink would stay), even if it lands as the clean-up begins
+        while True:
+            try:
+                stopping = True
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                bus.stop()
+                break
+            except KeyboardInterrupt:
+                continue
     return 0
 
 
