@@ -9,6 +9,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+from gateway_rig import wait_run
 
 from simgate.gateway.access import AuditLog, TokenStore
 from simgate.gateway.app import create_app
@@ -157,16 +158,6 @@ def test_mcp_agent_lists_tools_reads_and_moves(gw):
     asyncio.run(run())
 
 
-def _wait_run(c, run_id, headers, timeout=20):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        v = c.get(f"/v1/runs/{run_id}", headers=headers).json()
-        if v["status"] != "running":
-            return v
-        time.sleep(0.1)
-    return v
-
-
 def test_trajectory_and_pose_commands(gw):
     c = httpx.Client(base_url=gw["url"], timeout=10)
     act = H(gw["tokens"]["act"])
@@ -177,7 +168,7 @@ def test_trajectory_and_pose_commands(gw):
                                                   {"positions": end, "time_from_start_s": 0.8, "velocities": [0] * 5}]},
                headers=act)
     assert r.status_code == 200, r.text
-    v = _wait_run(c, r.json()["id"], act)
+    v = wait_run(c, r.json()["id"], act)
     assert v["status"] == "done"
     time.sleep(0.5)
     assert np.allclose(c.get("/v1/state", headers=act).json()["positions"], end, atol=0.03)
@@ -187,7 +178,7 @@ def test_trajectory_and_pose_commands(gw):
     goal = [-0.1, 0.05, 0.12]
     r = c.post("/v1/pose", json={"position_m": goal, "duration_s": 0.8}, headers=act)
     assert r.status_code == 200, r.text
-    assert _wait_run(c, r.json()["id"], act)["status"] == "done"
+    assert wait_run(c, r.json()["id"], act)["status"] == "done"
     time.sleep(0.6)
     assert np.linalg.norm(np.array(c.get("/v1/state", headers=act).json()["ee_position"]) - goal) < 0.02
     far = c.post("/v1/pose", json={"position_m": [2.0, 0, 0.1]}, headers=act)
@@ -214,13 +205,13 @@ def test_run_a_promoted_policy_and_cancel(gw, tmp_path_factory, monkeypatch):
         r = c.post(f"/v1/policies/{digest[:12]}/run", json={"goal_m": [-0.1, 0.0, 0.1], "max_steps": 15},
                    headers=act)
         assert r.status_code == 200, r.text
-        v = _wait_run(c, r.json()["id"], act)
+        v = wait_run(c, r.json()["id"], act)
     assert probe.peak_over_limit(gw["service"].vmax) <= 1.05
     assert v["status"] == "done" and {"reached", "distance_m", "steps"} <= set(v["result"])
     r = c.post(f"/v1/policies/{digest[:12]}/run", json={"goal_m": [-0.1, 0.0, 0.1], "max_steps": 500}, headers=act)
     run_id = r.json()["id"]
     assert c.delete(f"/v1/runs/{run_id}", headers=act).status_code == 200
-    assert _wait_run(c, run_id, act)["status"] == "cancelled"
+    assert wait_run(c, run_id, act)["status"] == "cancelled"
     wrong = c.post("/v1/policies/nope/run", json={"goal_m": [0, 0, 0.1]}, headers=act)
     assert wrong.status_code == 404 and "nope" in wrong.text
     # the same through MCP, as an agent would

@@ -105,6 +105,26 @@ def test_submit_checks_values_strictly_with_one_line_errors(tmp_path):
                 tmp_path).returncode == 0
 
 
+def _judge_and_attacker(tmp_path, prog, sd, hook: str, attack: str, hours: float):
+    """A judging-only coordinator (`research run --workers 0`) and, once its storage exists, an
+    untrusted `research worker` whose sitecustomize ``hook`` rewrites its training. (coordinator
+    process, finished worker)."""
+    coord = subprocess.Popen([sys.executable, "-m", "simgate.cli", "research", "run", str(prog), "--workers", "0",
+                              "--registry", "reg"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=dict(os.environ))
+    t0 = time.monotonic()
+    while not (sd / "optuna.db").exists() and time.monotonic() - t0 < 60:
+        time.sleep(0.5)
+    time.sleep(2.0)
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(hook)
+    worker = _cli(["research", "worker", str(prog), "--storage", f"sqlite:///{sd / 'optuna.db'}", "--study-dir", str(sd),
+                   "--hours", str(hours)], tmp_path,
+                  env={"PYTHONPATH": str(tmp_path / "hook"), "SIMGATE_ATTACK": attack,
+                       "SIMGATE_COORDINATOR_STALE_S": "15"})
+    return coord, worker
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("attack, status, why", [
     ("memorise", "rejected", "not reproduced"),  # knows the old fresh/holdout seed formulas
@@ -114,19 +134,7 @@ def test_untrusted_worker_cannot_get_promoted(tmp_path, attack, status, why):
     name = f"atk-{attack}"
     prog = _program(tmp_path, name)
     sd = tmp_path / "runs" / "research" / name
-    coord = subprocess.Popen([sys.executable, "-m", "simgate.cli", "research", "run", str(prog), "--workers", "0",
-                              "--registry", "reg"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=dict(os.environ))
-    t0 = time.monotonic()
-    while not (sd / "optuna.db").exists() and time.monotonic() - t0 < 60:
-        time.sleep(0.5)
-    time.sleep(2.0)
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(HOOK)
-    worker = _cli(["research", "worker", str(prog), "--storage", f"sqlite:///{sd / 'optuna.db'}", "--study-dir", str(sd),
-                   "--hours", "0.05"], tmp_path,
-                  env={"PYTHONPATH": str(hook), "SIMGATE_ATTACK": attack, "SIMGATE_COORDINATOR_STALE_S": "15"})
+    coord, worker = _judge_and_attacker(tmp_path, prog, sd, HOOK, attack, 0.05)
     out, err = coord.communicate(timeout=600)
     assert coord.returncode == 0, err[-3000:]
     assert worker.returncode == 0, worker.stderr[-3000:]
@@ -296,19 +304,7 @@ def test_artifact_code_never_runs_in_the_judge(tmp_path):
     name = "atk-code"
     prog = _program(tmp_path, name, trials=2)
     sd = tmp_path / "runs" / "research" / name
-    coord = subprocess.Popen([sys.executable, "-m", "simgate.cli", "research", "run", str(prog), "--workers", "0",
-                              "--registry", "reg"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=dict(os.environ))
-    t0 = time.monotonic()
-    while not (sd / "optuna.db").exists() and time.monotonic() - t0 < 60:
-        time.sleep(0.5)
-    time.sleep(2.0)
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(CODE_HOOK)
-    worker = _cli(["research", "worker", str(prog), "--storage", f"sqlite:///{sd / 'optuna.db'}", "--study-dir", str(sd),
-                   "--hours", "0.02"], tmp_path,
-                  env={"PYTHONPATH": str(hook), "SIMGATE_ATTACK": "code", "SIMGATE_COORDINATOR_STALE_S": "15"})
+    coord, worker = _judge_and_attacker(tmp_path, prog, sd, CODE_HOOK, "code", 0.02)
     try:
         out, err = coord.communicate(timeout=300)
     except subprocess.TimeoutExpired:

@@ -48,15 +48,20 @@ async def _tool(s, name, args=None):
     return json.loads(res.content[0].text)
 
 
+def gateway_command(tmp_path, port, *cli_args, ros_args=()):
+    """``simgate serve --backend ros2 [CLI_ARGS]`` with launch/params/gateway.yaml and ``-p`` overrides."""
+    return [sys.executable, "-m", "simgate.cli", "serve", "--backend", "ros2", *cli_args, "--ros-args",
+            "--params-file", str(PARAMS / "gateway.yaml"), "-p", f"port:={port}",
+            "-p", f"tokens_file:={tmp_path / 'tokens.json'}", "-p", f"audit_file:={tmp_path / 'audit.jsonl'}",
+            *ros_args]
+
+
 @contextlib.contextmanager
-def gateway_process(tmp_path, port):
-    """``simgate serve --backend ros2`` with launch/params/gateway.yaml; SIGINT on the way out."""
+def gateway_process(tmp_path, port, *cli_args, ros_args=()):
+    """The ROS 2 gateway (``gateway_command``) as a process; SIGINT on the way out."""
     log = open(tmp_path / "gateway.log", "w")
-    gw = subprocess.Popen(
-        [sys.executable, "-m", "simgate.cli", "serve", "--backend", "ros2", "--ros-args",
-         "--params-file", str(PARAMS / "gateway.yaml"), "-p", f"port:={port}",
-         "-p", f"tokens_file:={tmp_path / 'tokens.json'}", "-p", f"audit_file:={tmp_path / 'audit.jsonl'}"],
-        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    gw = subprocess.Popen(gateway_command(tmp_path, port, *cli_args, ros_args=ros_args),
+                          stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     try:
         yield gw
     finally:
@@ -127,41 +132,30 @@ def test_mcp_agent_drives_the_driver_node_through_the_ros2_gateway(tmp_path):
 def test_robot_flag_is_honoured_or_contradiction_named(tmp_path):
     """--robot on --backend ros2: used when the params leave the robot at its default; refused, naming
     both, when the parameters say another robot; a graph publishing another arm's joints is named."""
-    cmd = [sys.executable, "-m", "simgate.cli", "serve", "--backend", "ros2", "--robot", "panda", "--ros-args",
-           "--params-file", str(PARAMS / "gateway.yaml"), "-p", f"tokens_file:={tmp_path / 'tokens.json'}",
-           "-p", f"audit_file:={tmp_path / 'audit.jsonl'}"]
-    bad = subprocess.run([*cmd, "-p", "robot:=xarm6", "-p", f"port:={_port()}"], capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(gateway_command(tmp_path, _port(), "--robot", "panda", ros_args=["-p", "robot:=xarm6"]),
+                         capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "panda" in bad.stderr + bad.stdout and "xarm6" in bad.stderr + bad.stdout
     port = _port()
     tok = TokenStore(tmp_path / "tokens.json").create("reader", "read")
     c = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5, headers={"Authorization": f"Bearer {tok}"})
-    log = open(tmp_path / "gw.log", "w")
-    gw = subprocess.Popen([*cmd, "-p", f"port:={port}"], stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-    try:
-        def robot():
-            try:
-                return c.get("/v1/robot").json()["name"]
-            except (httpx.HTTPError, KeyError, ValueError):
-                return None
 
+    def robot():
+        try:
+            return c.get("/v1/robot").json()["name"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
+
+    def health():
+        try:
+            return c.get("/v1/health").json()
+        except (httpx.HTTPError, ValueError):
+            return {}
+
+    with gateway_process(tmp_path, port, "--robot", "panda"):
         assert wait_for(robot, timeout_s=60) == "panda"
         with driver_process(tmp_path / "driver.log"):  # the driver runs the params file's so101
-            def health():
-                try:
-                    return c.get("/v1/health").json()
-                except (httpx.HTTPError, ValueError):
-                    return {}
-
             h = wait_for(lambda: "shoulder_pan" in health().get("reason", "") and health(), timeout_s=30)
             assert h and h["status"] == "fault" and "panda" in h["reason"], h
-    finally:
-        gw.send_signal(signal.SIGINT)
-        try:
-            gw.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            gw.kill()
-        log.close()
 
 
 def _run_until_done(c, run_id, timeout_s=15.0):
@@ -198,7 +192,7 @@ def test_rest_trajectory_runs_carry_the_controllers_action_result(tmp_path):
         with driver_process(tmp_path / "driver.log") as drv:
             assert wait_for(lambda: health() == "ok", timeout_s=30), (tmp_path / "gateway.log").read_text()[-2000:]
             run = _run_until_done(c, trajectory(0.4, 1.0))
-            assert run and run["status"] == "done", run
+            assert run and run["status"] == "done", run["result"]
             ctl = run["result"]["controller"]
             assert ctl["status"] == "succeeded" and ctl["error_code"] == 0 and ctl["feedback_messages"] > 0, ctl
             # a second motion replaces a running one: the first run reports the controller's answer
@@ -206,8 +200,9 @@ def test_rest_trajectory_runs_carry_the_controllers_action_result(tmp_path):
             time.sleep(0.6)
             second = trajectory(0.3, 1.0)
             run1, run2 = _run_until_done(c, first), _run_until_done(c, second)
-            assert run1["status"] == "cancelled" and run1["result"]["controller"]["status"] in ("canceled", "preempted")
-            assert run2["status"] == "done" and run2["result"]["controller"]["status"] == "succeeded", run2
+            assert run1["status"] == "cancelled" and run1["result"]["controller"]["status"] in ("canceled", "preempted"), \
+                run1["result"]
+            assert run2["status"] == "done" and run2["result"]["controller"]["status"] == "succeeded", run2["result"]
             # the driver dies mid-goal
             long_run = trajectory(-0.8, 3.0)
             time.sleep(0.5)

@@ -11,7 +11,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from gateway_rig import H, live_gateway, mcp_calls
+from gateway_rig import H, live_gateway, mcp_calls, wait_run
 
 from simgate.hardware.config import SimConfig, make_backend
 from simgate.hardware.types import Health
@@ -106,10 +106,7 @@ def test_a_read_only_stream_going_silent_does_not_stop_the_actuating_client(gw):
     before_lines = len(_audit(gw))
     asyncio.run(lurk())
     assert not any(a["action"] == "watchdog_stop" for a in _audit(gw)[before_lines:])
-    t0 = time.monotonic()
-    while c.get(f"/v1/runs/{r.json()['id']}", headers=act).json()["status"] == "running" and time.monotonic() - t0 < 5:
-        time.sleep(0.05)
-    assert c.get(f"/v1/runs/{r.json()['id']}", headers=act).json()["status"] == "done"
+    assert wait_run(c, r.json()["id"], act, timeout_s=5)["status"] == "done"
 
 
 def test_preempting_a_fast_motion_brakes_within_the_acceleration_limit(gw):
