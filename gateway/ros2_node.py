@@ -82,7 +82,7 @@ def serve_ros2(ros_args: list[str], robot: str | None = None, config=None, **ove
     --config (a gateway settings YAML), merged into the node's parameters (see ``_merge_cli``)."""
     import rclpy
     import uvicorn
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     from simgate.gateway.settings import build_app
     from simgate.hardware.config import parse_backend_config
@@ -90,7 +90,10 @@ def serve_ros2(ros_args: list[str], robot: str | None = None, config=None, **ove
 
     rclpy.init(args=["simgate-ros2-gateway", *ros_args])
     node = rclpy.create_node(NODE_NAME)
-    executor = MultiThreadedExecutor(num_threads=2)
+    # one thread: every callback here (joint states, goal responses and results) is short. rclpy's
+    # MultiThreadedExecutor took 35-85 % of a core at idle, which on a 2-core machine starved the
+    # subscription and made the arm look stale mid-motion
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     spin = threading.Thread(target=_spin, args=(executor,), daemon=True, name="simgate-ros2-gateway")
     service = None

@@ -17,6 +17,19 @@ FINAL = ("succeeded", "aborted", "preempted", "canceled", "rejected")
 _GOAL_STATUS = {4: "succeeded", 5: "canceled", 6: "aborted"}  # action_msgs/GoalStatus
 
 
+def _load_message_types() -> None:
+    """Load the message type support the first goal needs now, at connect: loading it later (disk
+    reads while holding the GIL on a cold machine) stalled the executor that receives /joint_states
+    long enough to mark the arm stale in the middle of the first motion."""
+    from builtin_interfaces.msg import Duration
+    from control_msgs.action import FollowJointTrajectory
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    FollowJointTrajectory.Goal(trajectory=JointTrajectory(points=[JointTrajectoryPoint(time_from_start=Duration())]))
+    FollowJointTrajectory.Feedback()
+    FollowJointTrajectory.Result()
+
+
 class GoalTracker:
     def __init__(self) -> None:
         self.status = "sending"
@@ -58,6 +71,7 @@ class TrajectoryActionClient:
         self.name = name
         self.Action = FollowJointTrajectory
         self.client = ActionClient(node, FollowJointTrajectory, name)
+        _load_message_types()
         self.goal: GoalTracker | None = None
         self.seen = False  # the server was available once: its absence is then a fault
         self._ready = (0.0, False)

@@ -110,6 +110,17 @@ class GoalRun:
     log: list = field(default_factory=list)
 
 
+def _load_message_types() -> None:
+    """Load what the first goal needs (message type support, rclpy's Future) at start-up, not in the
+    middle of it: on a cold machine loading them stalls the control tick, and /joint_states with it."""
+    from control_msgs.action import FollowJointTrajectory
+    from rclpy.task import Future  # noqa: F401
+    from trajectory_msgs.msg import JointTrajectoryPoint
+
+    FollowJointTrajectory.Feedback(desired=JointTrajectoryPoint(positions=[0.0]))
+    FollowJointTrajectory.Result()
+
+
 class FollowJointTrajectoryServer:
     """The action server; ``driver`` is the ``DriverNode`` (its tick calls :meth:`on_tick`)."""
 
@@ -122,6 +133,7 @@ class FollowJointTrajectoryServer:
         self.active: GoalRun | None = None
         self.counts = {"goals": 0, "succeeded": 0, "aborted": 0, "canceled": 0}
         self.name = f"/{driver.p['controller'].strip('/')}/follow_joint_trajectory"
+        _load_message_types()
         self.server = ActionServer(driver.node, FollowJointTrajectory, self.name, execute_callback=self.execute,
                                    goal_callback=lambda _req: GoalResponse.ACCEPT,
                                    cancel_callback=lambda _h: CancelResponse.ACCEPT)

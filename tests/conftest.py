@@ -10,9 +10,10 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # every test process (each pytest-xdist worker too) gets its own DDS domain - the plugin's, held
 # by a lock file, never 0 - and stays on this machine
-from simgate.testing.ros import use_private_domain  # noqa: E402
+from simgate.testing.ros import clean_dead_dds_segments, use_private_domain  # noqa: E402
 
 use_private_domain()
+clean_dead_dds_segments()  # what killed nodes of earlier runs left behind
 
 os.environ.setdefault("SIMGATE_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "simgate"))
 
@@ -22,3 +23,12 @@ def env_ids():
     from simgate.sim import env_ids as ids
 
     return ids()
+
+
+@pytest.fixture(autouse=True)
+def _no_dead_dds_segments(request):
+    """After a test that ran ROS 2 nodes (some kill them on purpose), remove the shared-memory
+    segments the dead ones left: they slow every later participant."""
+    yield
+    if "ros" in request.node.nodeid.lower() or "hardware_contract" in request.node.nodeid:
+        clean_dead_dds_segments()

@@ -21,7 +21,7 @@ class Client:
         import rclpy
         from control_msgs.action import FollowJointTrajectory
         from rclpy.action import ActionClient
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import JointState
         from std_srvs.srv import Trigger
 
@@ -33,7 +33,7 @@ class Client:
         self.node.create_subscription(JointState, "/joint_states", self._js, 10)
         self.estop = self.node.create_client(Trigger, f"/{DRIVER}/estop")
         self.reset = self.node.create_client(Trigger, f"/{DRIVER}/reset_estop")
-        self.ex = MultiThreadedExecutor(num_threads=2)
+        self.ex = SingleThreadedExecutor()  # rclpy's multi-threaded one idles at most of a core
         self.ex.add_node(self.node)
         threading.Thread(target=self.ex.spin, daemon=True).start()
         assert self.ac.wait_for_server(timeout_sec=20), "no action server"

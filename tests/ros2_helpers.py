@@ -3,6 +3,7 @@
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -26,8 +27,12 @@ def driver_process(log_path, params_file="sim_driver.yaml", **overrides):
         assert line == "ready", f"driver did not start: {Path(log_path).read_text()[-2000:]}"
         yield proc
     finally:
-        proc.kill()
-        proc.wait()
+        proc.send_signal(signal.SIGINT)  # a clean shutdown releases its DDS shared memory
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         log.close()
 
 
