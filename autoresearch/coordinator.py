@@ -78,9 +78,11 @@ def pinned_study(ledger_path: Path) -> dict | None:
     return led.records()[0]
 
 
-def submit_candidate(program_path: str | Path, params: Any, rationale: str, study_dir=None, storage=None) -> None:
+def submit_candidate(program_path: str | Path, params: Any, rationale: str, study_dir=None, storage=None,
+                     proposer: str = "external") -> int:
     """External-proposer API: queue a candidate (an agent's or a person's) with its rationale.
-    Values are checked strictly against the pinned program's space; the same gate judges it."""
+    Values are checked strictly against the pinned program's space; the same gate judges it.
+    Returns the queued trial's number."""
     program = load_program(program_path)
     sd = study_dir_for(program, study_dir)
     pin = pinned_study(sd / "ledger.jsonl")
@@ -92,7 +94,12 @@ def submit_candidate(program_path: str | Path, params: Any, rationale: str, stud
     from simgate.autoresearch.worker import check_study_pin
 
     check_study_pin(program, study)
-    study.enqueue_trial(enc, user_attrs={"proposer": "external", "rationale": clip_text(rationale)})
+    import secrets
+
+    cid = secrets.token_hex(8)  # finds the queued trial (enqueue_trial returns nothing); kept on re-queues
+    study.enqueue_trial(enc, user_attrs={"proposer": clip_text(proposer, 200), "rationale": clip_text(rationale),
+                                         "candidate_id": cid})
+    return min(t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("candidate_id") == cid)
 
 
 class _RayWorker:
@@ -416,7 +423,7 @@ class Coordinator:
             study._storage.set_trial_user_attr(t._trial_id, "reason", "worker lost when the coordinator stopped: "
                                                                       "re-queued with the same parameters")
             study._storage.set_trial_state_values(t._trial_id, TS.FAIL)
-            keep = {k: v for k, v in ua.items() if k in ("role", "proposer", "rationale")}
+            keep = {k: v for k, v in ua.items() if k in ("role", "proposer", "rationale", "candidate_id")}
             try:
                 enc = encode_for_enqueue(self.spec, ua.get("params", {}))
             except ValueError:

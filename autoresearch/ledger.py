@@ -98,12 +98,14 @@ def retire_anchor(ledger_path: str | Path) -> Path | None:
 def update_anchor(ledger_path: str | Path, **fields: Any) -> None:
     """Merge ``fields`` into the study's trusted anchor (written atomically)."""
     p = trusted_study_path(ledger_path, ".json")
-    try:
-        cur = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
-        cur = {}
-    _atomic_write(p, json.dumps({**(cur if isinstance(cur, dict) else {}), "path": str(Path(ledger_path).resolve()),
-                                 **fields}))
+    with open(trusted_study_path(ledger_path, ".anchor-lock"), "a") as lock:  # writers in several processes
+        fcntl.flock(lock, fcntl.LOCK_EX)  # (the coordinator, `research serve` appending revisions): no lost update
+        try:
+            cur = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            cur = {}
+        _atomic_write(p, json.dumps({**(cur if isinstance(cur, dict) else {}), "path": str(Path(ledger_path).resolve()),
+                                     **fields}))
 
 
 def _fault(point: str) -> bool:

@@ -112,8 +112,27 @@ class NoticeRecord(_Frozen):
     trial: int | None = None
 
 
+class RevisionRecord(_Frozen):
+    """A revision of the search space proposed by a researcher (an agent over MCP) and accepted by
+    the trusted side: a new pinned program version, always within the original program's
+    boundaries (see revisions.py). Version 0 is the program pinned in record 0."""
+
+    kind: Literal["revision"] = "revision"
+    version: int = Field(ge=1)
+    parent_version: int = Field(ge=0)
+    search_space: dict[str, dict[str, Any]]  # the whole revised space, as Param fields
+    search_space_sha256: str
+    program_sha256: str  # of the rendered revised program.md (``program_text``)
+    program_text: Annotated[str, StringConstraints(max_length=MAX_PROGRAM_CHARS)]
+    base_program_sha256: str  # the program pinned in record 0: the protected boundaries
+    changes: list[Text]
+    rationale: Text
+    proposer: Text
+    created_at: str
+
+
 RECORD_MODELS: dict[str, type[_Frozen]] = {"study": StudyRecord, "trial": TrialRecord, "promotion": PromotionRecord,
-                                          "notice": NoticeRecord}
+                                          "notice": NoticeRecord, "revision": RevisionRecord}
 
 
 def parse_body(body: Any) -> _Frozen:

@@ -114,7 +114,9 @@ def _run(study, trial, spec, run_dir: Path, worker: str, deadline_ts: float) -> 
     n = trial.number
     trial.set_user_attr("worker", worker)
     try:
-        params = validate_params(spec, suggest(trial, spec))
+        from simgate.autoresearch.revisions import proposal_spec
+
+        params = validate_params(spec, suggest(trial, proposal_spec(spec, study, trial)))  # a revision narrows it
     except ValueError as exc:
         _refuse(study, trial, f"outside the search space: {exc}")
         return

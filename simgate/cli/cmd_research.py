@@ -1,4 +1,4 @@
-"""Commands of the AutoResearch loop: research run|resume|worker|submit|verify-ledger|status|promote|report."""
+"""Commands of the AutoResearch loop: research run|resume|worker|submit|serve|verify-ledger|status|promote|report."""
 
 from __future__ import annotations
 
@@ -137,3 +137,22 @@ def research_report(program: Path, study_dir: Path | None = typer.Option(None)) 
     coord = Coordinator(program, study_dir)
     coord.check_pin()
     print(write_report(coord.dir, coord.spec))
+
+
+@research_app.command("serve")
+def research_serve(
+    program: Path = typer.Argument(..., help="program.md or a built-in program"),
+    tokens: Path = typer.Option(Path("research-tokens.json"),
+                                help="token file (`simgate tokens create NAME --scope act --file FILE`): read | act"),
+    host: str = typer.Option("127.0.0.1", help="bind address (loopback by default)"),
+    port: int = typer.Option(8765),
+    workers: int = typer.Option(1, min=1, help="trial workers of the coordinator the server runs"),
+    max_pending: int = typer.Option(4, min=1, help="candidates one token may have waiting or running"),
+    study_dir: Path | None = typer.Option(None),
+    storage: str | None = typer.Option(None, help="Optuna storage URL (default: SQLite in the study dir)"),
+) -> None:
+    """MCP server for an LLM agent as a researcher: read the program, list trials, read the report, submit
+    candidates, wait for verdicts, narrow the search space - the same trusted gate judges everything."""
+    from simgate.autoresearch.mcp_server import serve
+
+    serve(program, tokens, study_dir, storage, host, port, workers, max_pending)
