@@ -266,7 +266,8 @@ def train_twin(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True
     ck = out / "checkpoints"
     ck.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-    env = make_twin(cfg.env_id, cfg.num_envs, randomization=cfg.randomization, device=device, seed=cfg.seed)
+    train_dr = cfg.randomization if cfg.train_randomization is None else cfg.train_randomization
+    env = make_twin(cfg.env_id, cfg.num_envs, randomization=train_dr, device=device, seed=cfg.seed)
     learner = Learner(cfg, env, device)
     sizes = [int(np.prod(env.single_observation_space[k].shape)) for k in OBS_KEYS]
     state = {"evals": [], "wall_s": 0.0, "best": None}
@@ -353,7 +354,8 @@ def train_twin(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True
            "steps": learner.steps, "wall_s": round(time.perf_counter() - t_start, 2), "resumed": resumed,
            "init_from": state.get("init_from"), "evals": state["evals"], "selected": state["best"],
            "twin_pybullet_gap": None if state["best"] is None else state["best"]["gap"],
-           "twin": {"params": env.params.model_dump(), "num_envs": cfg.num_envs},
+           "twin": {"params": env.params.model_dump(), "num_envs": cfg.num_envs,
+                    "train_randomization": env.randomization.model_dump(exclude_none=True)},
            "code": code_version(), "libraries": library_versions(), **env_robot_meta(cfg.env_id)}
     (out / "run.json").write_text(json.dumps(run, indent=2))
     if status == "interrupted":

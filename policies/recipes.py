@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from simgate.errors import ConfigError
 
@@ -31,6 +31,9 @@ class RecipeConfig(BaseModel):
     num_envs: int = Field(1, ge=1)
     num_workers: int = Field(1, ge=1, description="processes stepping the envs (the trainer is one)")
     randomization: bool | str | dict | None = None
+    train_randomization: bool | str | dict | None = Field(
+        None, description="twin_ppo: randomization of the twin's training envs only (robustness to the twin's own "
+                          "model error); evaluations, in PyBullet, use `randomization`. None = `randomization`")
     net_arch: list[int] = Field(default_factory=lambda: [64, 64])
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(256, ge=1)
@@ -62,6 +65,13 @@ class RecipeConfig(BaseModel):
                                                    "replay buffer, normalization); steps continue from its count")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _train_randomization_is_twin_only(self) -> RecipeConfig:
+        if self.train_randomization is not None and self.algo != "twin_ppo":
+            raise ValueError(f"train_randomization applies to algo twin_ppo only (this recipe's algo is {self.algo}); "
+                             "use `randomization`")
+        return self
 
 
 def default_recipe(env_id: str = "simgate/PandaReach-v0", algo: Algo | None = None, **overrides) -> RecipeConfig:

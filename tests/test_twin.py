@@ -124,3 +124,32 @@ def test_twin_throughput_bench_smoke(tmp_path):
                     "--tasks", "push", "--learner-envs", "64", "--json", str(out)], cwd=root, check=True, capture_output=True, timeout=120)
     row = json.loads(out.read_text())["tasks"]["push"]
     assert row["pybullet_steps_per_s"] > 0 and row["twin_cpu_64_steps_per_s"] > 0 and row["learner_cpu_updates_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_train_randomization_only_in_the_twin_and_recorded(tmp_path):
+    """`simgate train`: a twin_ppo recipe may randomize its twin envs for training only (evaluations
+    stay nominal PyBullet; run.json says what the twin was trained under); an SB3 recipe asking for
+    it is refused, naming the field."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    base = {"env_id": "simgate/PandaReach-v0", "total_steps": 3200, "num_envs": 64, "n_steps": 50,
+            "batch_size": 1024, "net_arch": [32, 32], "eval_every_steps": 3200, "eval_episodes": 2,
+            "checkpoint_every_steps": 3200, "device": "cpu"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**base, "algo": "sac", "train_randomization": "preset"}))
+    r = subprocess.run([sys.executable, "-m", "simgate.cli", "train", "--config", str(bad), "--out", str(tmp_path / "b")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "train_randomization" in r.stdout + r.stderr, r.stdout + r.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({**base, "algo": "twin_ppo", "train_randomization": "preset"}))
+    r = subprocess.run([sys.executable, "-m", "simgate.cli", "train", "--config", str(good), "--out", str(tmp_path / "g")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    run = json.loads((tmp_path / "g" / "run.json").read_text())
+    trained = run["twin"]["train_randomization"]
+    assert trained["action_latency_steps"] == {"low": 0.0, "high": 1.0} and "lateral_friction" in trained, trained
+    assert yaml.safe_load((tmp_path / "g" / "config.yaml").read_text())["randomization"] is None
