@@ -139,7 +139,7 @@ class Desk:
             if t.number in judged:
                 continue
             state = {TS.WAITING: "waiting", TS.RUNNING: "running"}.get(t.state, "awaiting the gate")
-            params = t.user_attrs.get("params") or t.system_attrs.get("fixed_params")
+            params = t.user_attrs.get("params") or self._decode(t.system_attrs.get("fixed_params") or {})
             pending.append({"trial": t.number, "status": state, "params": params,
                             "proposer": t.user_attrs.get("proposer") or "optuna",
                             "rationale": t.user_attrs.get("rationale")})
@@ -157,6 +157,15 @@ class Desk:
             study = self.study()
             if study is not None and study.user_attrs.get(STUDY_ATTR) != want:
                 study.set_user_attr(STUDY_ATTR, want)
+
+    def _decode(self, fixed: dict[str, Any]) -> dict[str, Any]:
+        """A queued trial's values as submitted (Optuna holds categorical choices as their repr)."""
+        out = {}
+        for k, v in fixed.items():
+            prm = self.spec.search_space.get(k)
+            enc = {repr(c): c for c in prm.choices} if prm is not None and prm.type == "categorical" else {}
+            out[k] = enc.get(v, v) if isinstance(v, str) else v
+        return out
 
     # ---- acting ----------------------------------------------------------------------------------
     def submit(self, params: dict[str, Any], rationale: str, who: str) -> dict[str, Any]:
