@@ -326,7 +326,7 @@ class Coordinator:
     def _evaluate(self, policy, seeds: list[int]) -> list[float]:
         from simgate.policies.evaluation import evaluate
 
-        res = evaluate(policy, self.spec.task.env_id, seeds)
+        res = evaluate(policy, self.spec.task.env_id, seeds, self.spec.metric.env_kwargs())  # the metric's conditions
         return [float(x) for x in (res.per_episode_success if self.plan.binary else res.per_episode_return)]
 
     # ---- the run -----------------------------------------------------------------------------

@@ -73,6 +73,8 @@ class GatePlan:
     selection_episodes: int
     binary: bool  # success_rate (per-episode 0/1) or a continuous return
     sign: float = 1.0  # +1 maximize, -1 minimize
+    conditions: str | dict = "nominal"  # the metric's evaluation conditions (recorded with every verdict)
+    conditions_label: str = "nominal"
 
 
 def doubling_looks(first: int, maximum: int) -> tuple[int, ...]:
@@ -90,7 +92,8 @@ def plan_for(spec) -> GatePlan:
                     min_improvement=acc.min_improvement, noise_floor_cap=acc.noise_floor_cap,
                     reproduce_alpha=acc.reproduce_alpha, reproduce_tolerance=acc.reproduce_tolerance,
                     selection_episodes=acc.selection_episodes, binary=spec.metric.name == "success_rate",
-                    sign=1.0 if spec.metric.direction == "maximize" else -1.0)
+                    sign=1.0 if spec.metric.direction == "maximize" else -1.0,
+                    conditions=spec.metric.conditions(), conditions_label=spec.metric.label())
 
 
 def reproduce_p(plan: GatePlan, claimed: float, fresh: list[float]) -> float:
@@ -156,10 +159,12 @@ def judge(plan: GatePlan, claimed: float, policy, incumbent_policy, evaluate: Ev
     cand0 = evaluate(policy, seeds)
     fresh = sum(cand0) / len(cand0)
     rp = reproduce_p(plan, claimed, cand0)
-    v = {"fresh": fresh, "fresh_episodes": len(seeds), "fresh_seeds": list(seeds), "reproduce_p": rp}
+    v = {"fresh": fresh, "fresh_episodes": len(seeds), "fresh_seeds": list(seeds), "reproduce_p": rp,
+         "conditions": plan.conditions}
+    under = "" if plan.conditions == "nominal" else f" under {plan.conditions_label}"
     if rp < plan.reproduce_alpha:
         return Verdict("rejected", f"not reproduced: claimed {claimed:.3f} on {plan.selection_episodes} selection "
-                                   f"episodes, {fresh:.3f} on {len(seeds)} secret fresh seeds (p={rp:.2g})", v)
+                                   f"episodes, {fresh:.3f} on {len(seeds)} secret fresh seeds{under} (p={rp:.2g})", v)
     if incumbent_policy is None:
         return Verdict("keep", "first reproduced result: becomes the incumbent", v)
     all_seeds = list(seeds)
@@ -173,8 +178,8 @@ def judge(plan: GatePlan, claimed: float, policy, incumbent_policy, evaluate: Ev
     v.update(fresh=cmp.cand_mean, fresh_episodes=cmp.episodes, fresh_seeds=all_seeds, incumbent_fresh=cmp.inc_mean,
              delta=cmp.delta, p_value=cmp.p_value, alpha=plan.alpha_look, threshold=threshold, looks=cmp.looks)
     if cmp.keep:
-        return Verdict("keep", f"beats the incumbent by {cmp.delta:+.3f} on {cmp.episodes} paired secret seeds "
+        return Verdict("keep", f"beats the incumbent by {cmp.delta:+.3f} on {cmp.episodes} paired secret seeds{under} "
                                f"(p={cmp.p_value:.2g} <= {plan.alpha_look:.2g})", v)
     return Verdict("discard", f"no significant gain over the incumbent (delta {cmp.delta:+.3f} on {cmp.episodes} "
-                              f"paired secret seeds, p={cmp.p_value:.2g}, alpha {plan.alpha_look:.2g}, "
+                              f"paired secret seeds{under}, p={cmp.p_value:.2g}, alpha {plan.alpha_look:.2g}, "
                               f"threshold {threshold:.3f})", v)

@@ -34,9 +34,21 @@ class Task(_Strict):
                                                 "file) the env id belongs to; a spec you bring registers its ids")
 
 
-class Metric(_Strict):
+CONDITIONS = ("nominal", "preset")  # named evaluation conditions of a metric (or a mapping of ranges)
+
+
+class Metric(BaseModel):
+    """What the harness measures and under which conditions: ``under`` = ``nominal`` (the task as
+    defined), ``preset`` (sim/randomization.py's sim-to-real preset: the emulated hardware's
+    dynamics) or a mapping of randomization ranges (RandomizationConfig fields, e.g.
+    ``{action_latency_steps: [0, 2]}``). The gate, the trials' selection evaluation and promotion
+    all evaluate under these conditions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = "success_rate"
     direction: Literal["maximize", "minimize"] = "maximize"
+    under: str | dict[str, list[float]] = Field("nominal", description="evaluation conditions: 'nominal', 'preset' "
+                                                                       "or a mapping of randomization ranges")
 
     @field_validator("name")
     @classmethod
@@ -44,6 +56,42 @@ class Metric(_Strict):
         if v not in METRICS:
             raise ValueError(f"metric {v!r} is not produced by the evaluation harness; choose one of {sorted(METRICS)}")
         return v
+
+    @field_validator("under", mode="before")
+    @classmethod
+    def _conditions(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if v not in CONDITIONS:
+                raise ValueError(f"{v!r} is not an evaluation condition: use one of {list(CONDITIONS)} or a mapping "
+                                 "of randomization ranges")
+            return v
+        if not isinstance(v, dict) or not v:
+            raise ValueError(f"expected one of {list(CONDITIONS)} or a non-empty mapping of randomization ranges, "
+                             f"got {v!r}")
+        from simgate.sim.randomization import RandomizationConfig
+
+        try:
+            cfg = RandomizationConfig.model_validate(v)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            raise ValueError(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}") from None
+        return {k: [r.low, r.high] for k in type(cfg).model_fields if (r := getattr(cfg, k)) is not None}
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``sim.make`` for these conditions."""
+        return {} if self.under == "nominal" else {"randomization": self.under}
+
+    def conditions(self) -> str | dict[str, list[float]]:
+        """What the ledger records: the name, or the ranges."""
+        return self.under if isinstance(self.under, str) else dict(self.under)
+
+    def label(self) -> str:
+        """For people: 'nominal', 'the randomization preset', 'randomized (k ranges)'."""
+        if self.under == "nominal":
+            return "nominal"
+        if self.under == "preset":
+            return "the randomization preset"
+        return "randomization " + ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in self.under.items())
 
 
 class Budgets(_Strict):
@@ -242,7 +290,9 @@ def load_program(path: str | Path) -> Program:
         raise ConfigError(f"{path}: {errs}") from exc
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    spec_sha = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    # a nominal metric hashes as before ``under`` existed: studies pinned earlier still resume
+    spec_sha = hashlib.sha256(spec.model_dump_json(
+        exclude={"metric": {"under"}} if spec.metric.under == "nominal" else None).encode()).hexdigest()
     return Program(spec=spec, prose=prose.strip(), path=str(path), text=text,
                    sha256=hashlib.sha256(text.encode()).hexdigest(), spec_sha256=spec_sha)
 

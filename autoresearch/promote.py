@@ -58,6 +58,41 @@ def audit(coord: Coordinator, trial: int, params: dict, artifact_per_episode: li
             "steps": run.get("steps")}
 
 
+def _per_episode(coord: Coordinator, res) -> list[float]:
+    return [float(x) for x in (res.per_episode_success if coord.plan.binary else res.per_episode_return)]
+
+
+def _metric_value(coord: Coordinator, res) -> float:
+    return res.success_rate if coord.plan.binary else res.mean_return
+
+
+def baseline_comparison(coord: Coordinator, inc_trial: int, cand: list[float], seeds: list[int]) -> dict | None:
+    """The study's baseline (the first judged baseline trial) on the same secret holdout seeds and
+    conditions as the candidate: its score and the one-sided paired sign test candidate > baseline.
+    None when no baseline was judged; a baseline artifact that cannot run is reported, not fatal."""
+    from simgate.autoresearch.coordinator import _Checkout, untrusted_error
+
+    base = next((r for r in coord.ledger.records() if r.get("kind") == "trial" and r.get("role") == "baseline"
+                 and r["verified"].get("artifact_sha256") and r["verified"].get("fresh") is not None), None)
+    if base is None:
+        return None
+    out: dict[str, Any] = {"trial": base["trial"], "episodes": len(seeds)}
+    if base["trial"] == inc_trial:
+        per = list(cand)
+    else:
+        v = base["verified"]
+        try:
+            with _Checkout(coord.store, v["artifact_sha256"], v["layout_sha256"]) as b:
+                per = coord._evaluate(b.policy, seeds)
+        except Exception as exc:  # noqa: BLE001 - the comparison is information, never a veto
+            return {**out, "error": untrusted_error(exc)}
+    plan = coord.plan
+    a, b_ = [plan.sign * x for x in cand], [plan.sign * x for x in per]
+    out.update(value=sum(per) / len(per), candidate=sum(cand) / len(cand),
+               delta=(sum(cand) - sum(per)) / len(per), p_value=gate.sign_test_p(a, b_))
+    return out
+
+
 def _checks(coord: Coordinator, hold, robust) -> list[str]:
     pr = coord.spec.promotion
     problems = []
@@ -113,9 +148,12 @@ def promote_incumbent(coord: Coordinator) -> dict | None:
                     artifact_sha256=inc.artifact_sha256)
             return None
         seeds = gate.secret_seeds(pr.holdout_episodes)  # a fresh secret holdout sample per attempt
+        under = coord.spec.metric.under
         try:
             hold = evaluate(pol, coord.spec.task.env_id, seeds)
             robust = evaluate(pol, coord.spec.task.env_id, seeds, {"randomization": "preset"})
+            measured = {"nominal": hold, "preset": robust}.get(under) if isinstance(under, str) else None
+            measured = measured or evaluate(pol, coord.spec.task.env_id, seeds, coord.spec.metric.env_kwargs())
         except UnsafeArtifact as exc:
             _refuse(coord, f"artifact refused while running: {exc}", candidate=inc.trial, attempt=attempt,
                     artifact_sha256=inc.artifact_sha256)
@@ -126,11 +164,19 @@ def promote_incumbent(coord: Coordinator) -> dict | None:
             _refuse(coord, f"artifact failed on the holdout: {untrusted_error(exc)}", candidate=inc.trial,
                     attempt=attempt, artifact_sha256=inc.artifact_sha256)
             return None
+        per_ep = _per_episode(coord, measured)  # under the metric's conditions: what the gate judged
         fields = {"candidate": inc.trial, "attempt": attempt, "artifact_sha256": inc.artifact_sha256,
-                  "holdout": hold.summary(), "robustness": {"randomization": "preset", **robust.summary()}}
+                  "holdout": hold.summary(), "robustness": {"randomization": "preset", **robust.summary()},
+                  "conditions": coord.spec.metric.conditions(),
+                  "metric": {"name": coord.spec.metric.name, "value": _metric_value(coord, measured),
+                             "episodes": measured.episodes, "success_rate": measured.success_rate,
+                             "success_ci95": list(measured.success_ci95), "mean_return": measured.mean_return}}
+        try:
+            fields["baseline"] = baseline_comparison(coord, inc.trial, per_ep, seeds)
+        finally:
+            coord._record_notes()
         problems = _checks(coord, hold, robust)
         if not problems and pr.audit:
-            per_ep = [float(x) for x in (hold.per_episode_success if coord.plan.binary else hold.per_episode_return)]
             fields["audit"] = audit(coord, inc.trial, inc.params, per_ep, seeds)
             if not fields["audit"]["ok"]:
                 problems.append(fields["audit"]["reason"])
@@ -139,12 +185,20 @@ def promote_incumbent(coord: Coordinator) -> dict | None:
             return None
         digest = _register(coord, path, inc, hold, robust)
         coord.ledger.append(PromotionRecord(status="promoted", registry_id=digest, **fields,
-                                            reason=f"holdout {hold.success_rate:.3f}, robust {robust.success_rate:.3f}"))
+                                            reason=f"holdout {hold.success_rate:.3f}, robust {robust.success_rate:.3f}, "
+                                                   f"{coord.spec.metric.name} under {coord.spec.metric.label()} "
+                                                   f"{fields['metric']['value']:.3f}"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     console.print(f"[green]promoted[/green] trial {inc.trial} as {digest[:12]} (holdout {hold.success_rate:.3f})")
-    return {"registry_id": digest, "trial": inc.trial, "holdout_success": hold.success_rate,
-            "robust_success": robust.success_rate}
+    return promoted_summary(fields, digest)
+
+
+def promoted_summary(rec: dict, registry_id: str) -> dict:
+    """What callers (the CLI, the main job) get back from a promotion record's fields."""
+    return {"registry_id": registry_id, "trial": rec["candidate"], "holdout_success": rec["holdout"]["success_rate"],
+            "robust_success": rec["robustness"]["success_rate"], "conditions": rec.get("conditions") or "nominal",
+            "metric": rec.get("metric"), "baseline": rec.get("baseline")}
 
 
 def _register(coord: Coordinator, path, inc, hold, robust) -> str:
@@ -155,6 +209,7 @@ def _register(coord: Coordinator, path, inc, hold, robust) -> str:
     head = coord.ledger.head()
     meta = {**env_spec(coord.spec.task.env_id), "holdout": hold.summary(),
             "robustness": {"randomization": "preset", **robust.summary()},
+            "metric": {"name": coord.spec.metric.name, "under": coord.spec.metric.conditions()},
             "training": {"config": trial_recipe(coord.spec, inc.params, inc.trial).model_dump(mode="json"),
                          "trial": inc.trial},
             "ledger_entry": {"path": str(coord.ledger.path.resolve()), "key_id": coord.ledger.key_id(),

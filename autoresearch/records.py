@@ -73,6 +73,7 @@ class Verified(_Frozen):
     reproduce_p: float | None = None
     looks: int = 0
     noise_floor: float | None = None
+    conditions: str | dict[str, list[float]] | None = None  # the metric's evaluation conditions (program.Metric.under)
 
 
 TrialStatus = Literal["keep", "discard", "rejected", "crash", "pruned", "cut"]
@@ -102,6 +103,9 @@ class PromotionRecord(_Frozen):
     robustness: dict[str, Any] | None = None
     audit: dict[str, Any] | None = None
     registry_id: str | None = None
+    conditions: str | dict[str, list[float]] | None = None  # of ``metric`` and ``baseline``
+    metric: dict[str, Any] | None = None  # the candidate on the holdout sample under the metric's conditions
+    baseline: dict[str, Any] | None = None  # the baseline trial on the same seeds and conditions, paired test
 
 
 class NoticeRecord(_Frozen):

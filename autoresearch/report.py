@@ -108,7 +108,8 @@ def write_report(study_dir: str | Path, spec, video: bool = True) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
 
     lines = [f"# Research report: {spec.name}", "",
-             f"Task `{spec.task.env_id}`, metric `{spec.metric.name}` ({spec.metric.direction}). "
+             f"Task `{spec.task.env_id}`, metric `{spec.metric.name}` ({spec.metric.direction})"
+             + ("" if spec.metric.under == "nominal" else f", evaluated under {spec.metric.label()}") + ". "
              f"Ledger: {n_verified} records, authenticated and anchored.", ""]
     counts = {s: sum(r["status"] == s for r in trials) for s in colors}
     lines += ["| trials | " + " | ".join(counts) + " |", "|---" * (len(counts) + 1) + "|",
@@ -121,7 +122,13 @@ def write_report(study_dir: str | Path, spec, video: bool = True) -> Path:
     if promoted:
         lines += [f"**Promoted**: trial {promoted['candidate']} as `{promoted['registry_id'][:12]}` - holdout success "
                   f"{promoted['holdout']['success_rate']:.3f} ({promoted['holdout']['episodes']} episodes), "
-                  f"under randomization {promoted['robustness']['success_rate']:.3f}.", ""]
+                  f"under the randomization preset {promoted['robustness']['success_rate']:.3f}.", ""]
+        base, m = promoted.get("baseline"), promoted.get("metric")
+        if base and m and base.get("value") is not None:
+            lines += [f"Baseline (trial {base['trial']}) vs promoted, {spec.metric.name}"
+                      + ("" if spec.metric.under == "nominal" else f" under {spec.metric.label()}")
+                      + f", on the same {base['episodes']} secret holdout seeds: {base['value']:.3f} -> {m['value']:.3f} "
+                        f"(paired sign test p={base['p_value']:.2g}).", ""]
     elif promos:
         lines += [f"Promotion refused: {promos[-1].get('reason')}", ""]
     lines += ["![metric per trial](report/metric_per_trial.png)", ""]

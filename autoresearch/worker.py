@@ -131,7 +131,8 @@ def _run(study, trial, spec, run_dir: Path, worker: str, deadline_ts: float) -> 
             return trial.should_prune()
 
         wall = max(1.0, min(budget.trial_wall_s, deadline_ts - time.time()))
-        run = train(recipe, run_dir, progress_bar=False, max_wall_s=wall, on_eval=on_eval)
+        run = train(recipe, run_dir, progress_bar=False, max_wall_s=wall, on_eval=on_eval,
+                    eval_env_kwargs=spec.metric.env_kwargs())  # the pruner compares trials under one condition
         trial.set_user_attr("steps", run["steps"])
         if run["status"] == "pruned":
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -145,7 +146,8 @@ def _run(study, trial, spec, run_dir: Path, worker: str, deadline_ts: float) -> 
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
         policy_path = run_dir / "policy.ts"
-        res = evaluate(TorchPolicy(policy_path), spec.task.env_id, seeds_for("selection", spec.acceptance.selection_episodes))
+        res = evaluate(TorchPolicy(policy_path), spec.task.env_id, seeds_for("selection", spec.acceptance.selection_episodes),
+                       spec.metric.env_kwargs())  # the metric's conditions, as the gate judges
         value = res.success_rate if spec.metric.name == "success_rate" else res.mean_return
         if _lies(n):
             value = 1.0 if spec.metric.name == "success_rate" else 0.0

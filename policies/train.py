@@ -167,12 +167,14 @@ def _load_checkpoint(cfg: RecipeConfig, ck: Path, venv, device: str):
 
 
 def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max_wall_s: float | None = None,
-          on_eval=None) -> dict:
+          on_eval=None, eval_env_kwargs: dict | None = None) -> dict:
     """Train (or resume) into ``out_dir``. Returns run.json's content.
 
     Stops at ``cfg.total_steps`` env steps, at ``cfg.stop_at_success`` on the selection seeds,
     at ``max_wall_s``, when ``on_eval(steps, success)`` returns True (pruned), or on SIGINT
-    (checkpoint saved; ``status`` says which).
+    (checkpoint saved; ``status`` says which). ``eval_env_kwargs``: the conditions of the periodic
+    selection evaluations (default: the run's own randomization; a research trial passes its
+    metric's conditions, twin_ppo keeps its own).
     """
     from simgate.policies.robot_meta import prepare_recipe_robot
 
@@ -204,6 +206,8 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
         model = build_model(cfg, venv, device, str(out / "tb"))
     vecnorm = venv if isinstance(venv, VecNormalize) else None
     eval_seeds = seeds_for("selection", cfg.eval_episodes)
+    eval_kwargs = eval_env_kwargs if eval_env_kwargs is not None else (
+        {"randomization": cfg.randomization} if cfg.randomization else None)
     t_start = time.perf_counter() - state["wall_s"]
     status = {"value": "completed"}
 
@@ -230,9 +234,8 @@ def train(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True, max
                 vn = vecnorm
                 if vn is not None:
                     vn.training = False
-                # under the run's own randomization: the selection score is of the task being trained
-                res = evaluate(SB3Policy(self.model, vn), cfg.env_id, eval_seeds,
-                               {"randomization": cfg.randomization} if cfg.randomization else None)
+                # under the run's own randomization (the task being trained) unless told otherwise
+                res = evaluate(SB3Policy(self.model, vn), cfg.env_id, eval_seeds, eval_kwargs)
                 if vn is not None:
                     vn.training = True
                 wall = time.perf_counter() - t_start

@@ -1,14 +1,19 @@
 """The main job, end to end (``./run.sh main`` = ``simgate pipeline``), on embedded defaults:
 
-  1. research  - the built-in PandaReach program of the AutoResearch loop, local workers, SQLite
-                 storage, every trial judged on fresh seeds and recorded in the ledger;
-  2. promote   - the incumbent goes to the registry only with >= 95 % holdout success;
+  1. research  - the built-in ``reach-robust`` program of the AutoResearch loop (metric: success
+                 under its randomized conditions; the search includes the training
+                 randomization), local workers, SQLite storage, every trial judged on secret fresh
+                 seeds under those conditions and recorded in the ledger;
+  2. promote   - the incumbent goes to the registry only with >= 95 % holdout success; the
+                 baseline trial is measured on the same secret holdout seeds and conditions
+                 (paired sign test);
   3. hardware  - an emulated Feetech servo bus whose servos are a Panda in PyBullet with the
                  randomization preset's dynamics and a modelled 1 Mbaud wire, behind the *serial*
                  backend (the real SDK driver path) and the gateway (REST / WebSocket / MCP);
   4. agent     - the official MCP client drives the promoted policy through the gateway to
                  several goals, each reached or reported as not reached;
-  5. summary   - trials, kept, rejected, holdout success, success on the emulated hardware, the
+  5. summary   - trials, kept, rejected, baseline vs promoted under the program's conditions with
+                 the p-values, holdout success, success on the emulated hardware, the
                  sim-to-"real" gap line (also appended to the report), report and video paths.
 
 Ctrl-C at any stage stops every child process; running the same command again resumes (the
@@ -41,15 +46,15 @@ console = Console()
 ENV_ID = "simgate/PandaReach-v0"
 GOAL_SEEDS = 7_000_000  # goals for the (emulated) hardware: disjoint from selection, fresh and holdout seeds
 
-# the built-in reach program, sized for this job (about 5 minutes of research on 2 cores)
-MAIN_OVERRIDES: dict[str, Any] = {"name": "main-panda-reach", "budgets": {"total_wall_s": 300, "max_trials": 16}}
+PROGRAM = "reach-robust"  # the built-in program the research stage runs (sized for this job)
+MAIN_OVERRIDES: dict[str, Any] = {"name": "main-panda-reach-robust"}
 
 
 def write_program(out_dir: Path) -> Path:
-    """The job's program: the built-in ``reach`` program with this job's budgets."""
+    """The job's program: the built-in ``reach-robust`` program under this job's study name."""
     from simgate.autoresearch.program import load_program, merge, resolve_program_path, split_front_matter
 
-    front, prose = split_front_matter(resolve_program_path("reach"))
+    front, prose = split_front_matter(resolve_program_path(PROGRAM))
     path = out_dir / "program.md"
     text = f"---\n{yaml.safe_dump(merge(front, MAIN_OVERRIDES), sort_keys=False)}---\n{prose}"
     if not path.exists() or path.read_text() != text:
@@ -75,13 +80,27 @@ def research_and_promote(program: Path, out_dir: Path, workers: int) -> dict[str
             and r.get("candidate") == coord.state["incumbent"] and (reg.root / r["registry_id"]).is_dir()]
     if done:  # promotion is the research's last step: the study ended
         console.print(f"research already finished and promoted ({done[-1]['registry_id'][:12]}): reusing it")
+        from simgate.autoresearch.promote import promoted_summary
         from simgate.autoresearch.report import write_report
 
-        promoted = {"registry_id": done[-1]["registry_id"], "trial": done[-1]["candidate"],
-                    "holdout_success": done[-1]["holdout"]["success_rate"],
-                    "robust_success": done[-1]["robustness"]["success_rate"]}
-        return {**coord.summary(), "promoted": promoted, "report": str(write_report(coord.dir, coord.spec, video=True))}
-    return coord.run(workers, auto_promote=True)
+        promoted = promoted_summary(done[-1], done[-1]["registry_id"])
+        res = {**coord.summary(), "promoted": promoted, "report": str(write_report(coord.dir, coord.spec, video=True))}
+    else:
+        res = coord.run(workers, auto_promote=True)
+    if res.get("promoted"):
+        res["promoted"]["gate"] = gate_verdict(coord, res["promoted"]["trial"])
+    return res
+
+
+def gate_verdict(coord, trial: int) -> dict[str, Any]:
+    """The gate's verdict that kept ``trial`` (from the verified ledger): against which incumbent,
+    under which conditions, with which p-value (None for the first kept trial: nothing to beat)."""
+    rec = next(r for r in reversed(coord.ledger.records()) if r.get("kind") == "trial" and r["trial"] == trial
+               and r["status"] == "keep")
+    v = rec["verified"]
+    return {"incumbent": v.get("incumbent"), "p_value": v.get("p_value"), "delta": v.get("delta"),
+            "fresh": v.get("fresh"), "incumbent_fresh": v.get("incumbent_fresh"),
+            "episodes": v.get("fresh_episodes"), "conditions": v.get("conditions"), "reason": rec["reason"]}
 
 
 # ---- stages 3 + 4 ------------------------------------------------------------------------------
@@ -248,6 +267,8 @@ def run_pipeline(out_dir: Path = Path("runs/main"), workers: int | None = None, 
         "pruned": res["pruned"], "crashed": res["crash"], "cut_at_deadline": res.get("cut", 0), "ledger_records_verified": res["ledger_records"],
         "report": res["report"], "video": str(Path(res["report"]).parent / "report" / "promoted.mp4"),
         "promoted": promoted}
+    if promoted is not None:
+        summary.update(robust_comparison(promoted, program))
     if promoted is None:
         summary["error"] = "no policy was promoted (see the report's promotion section)"
         _finish(out_dir, summary, t0)
@@ -267,6 +288,24 @@ def run_pipeline(out_dir: Path = Path("runs/main"), workers: int | None = None, 
     return summary
 
 
+def robust_comparison(promoted: dict, program: Path) -> dict[str, Any]:
+    """Baseline vs promoted under the program's conditions on the promotion's secret holdout seeds
+    (paired sign test), and the gate's p-value of the verdict that kept the promoted trial."""
+    from simgate.autoresearch.program import load_program
+
+    metric = load_program(program).spec.metric
+    base, m, g = promoted.get("baseline") or {}, promoted.get("metric") or {}, promoted.get("gate") or {}
+    return {"metric": metric.name, "conditions": metric.conditions(), "conditions_label": metric.label(),
+            "baseline_trial": base.get("trial"), "baseline_under_conditions": base.get("value"),
+            "promoted_under_conditions": m.get("value"), "comparison_episodes": base.get("episodes"),
+            "comparison_p_value": base.get("p_value"), "gate_p_value": g.get("p_value"),
+            "gate_incumbent": g.get("incumbent")}
+
+
+def _fmt(v: Any, pct: bool = True) -> str:
+    return "-" if v is None else (f"{v:.0%}" if pct else f"{v:.2g}")
+
+
 def _finish(out_dir: Path, summary: dict, t0: float) -> None:
     summary["wall_s"] = round(time.monotonic() - t0, 1)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -276,9 +315,18 @@ def _finish(out_dir: Path, summary: dict, t0: float) -> None:
             ("kept / rejected / discarded / pruned", f"{summary['kept']} / {summary['rejected']} / "
                                                       f"{summary['discarded']} / {summary['pruned']}"),
             ("crashed / cut at the deadline", f"{summary['crashed']} / {summary['cut_at_deadline']}"),
-            ("promoted policy", f"{p['registry_id'][:12]} (trial {p['trial']})" if p else summary.get("error", "-")),
-            ("holdout success (simulation)", f"{p['holdout_success']:.0%}" if p else "-"),
-            ("robust success (randomized simulation)", f"{p['robust_success']:.0%}" if p else "-")]
+            ("promoted policy", f"{p['registry_id'][:12]} (trial {p['trial']})" if p else summary.get("error", "-"))]
+    if p:
+        pct = summary["metric"] == "success_rate"
+        gate_p = (f"p={_fmt(summary['gate_p_value'], False)} vs trial {summary['gate_incumbent']}"
+                  if summary["gate_incumbent"] is not None else "kept first: nothing to beat")
+        rows += [(f"{summary['metric']} under {summary['conditions_label']}",
+                  f"baseline (trial {summary['baseline_trial']}) {_fmt(summary['baseline_under_conditions'], pct)} -> "
+                  f"promoted {_fmt(summary['promoted_under_conditions'], pct)} on {summary['comparison_episodes']} "
+                  f"secret fresh seeds (paired sign test p={_fmt(summary['comparison_p_value'], False)})"),
+                 ("gate verdict of the promoted trial", gate_p)]
+    rows += [("holdout success (nominal simulation)", f"{p['holdout_success']:.0%}" if p else "-"),
+             ("robust success (randomization preset)", f"{p['robust_success']:.0%}" if p else "-")]
     if "hardware_success" in summary:
         rows += [("success on the emulated hardware",
                   f"{summary['hardware_success']:.0%} ({summary['hardware_reached']}/{summary['hardware_goals']} goals)"),

@@ -1,0 +1,155 @@
+"""Robust metrics: a program names the evaluation conditions of its metric (``metric.under``) and the
+whole loop - the worker's selection evaluation, the trusted gate on secret fresh seeds, promotion
+and the ledger - uses them. Tried through `simgate research ...` with real worker processes whose
+training a ``sitecustomize`` hook replaces by hand-written controllers of known behaviour:
+
+* "gentle" (trials 0 and 1, the baselines): a slow proportional controller, capped speed - misses
+  the far goals within the episode, but latency and noise hardly change it;
+* "snappy" (trial 2): a high-gain controller - reaches nominally, oscillates under the preset's
+  one-step action latency.
+
+On a nominal program the snappy controller beats the baseline and is promoted; on the same program
+with ``under: preset`` it is not kept and the robust baseline is promoted. Every verdict records
+the conditions it was judged under."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from simgate.autoresearch.ledger import Ledger
+
+PROGRAM = """---
+name: {name}
+task: {{env_id: simgate/PandaReach-v0}}
+metric: {metric}
+budgets: {{trial_env_steps: 600, trial_wall_s: 60, total_wall_s: 300, max_trials: 3}}
+base_recipe: {{algo: sac}}
+search_space:
+  gamma: {{type: float, low: 0.9, high: 0.98}}
+acceptance: {{selection_episodes: 20, fresh_episodes: 20, max_fresh_episodes: 80, false_keep_per_study: 0.05}}
+promotion: {{holdout_episodes: 20, min_holdout_success: 0.0, max_attempts: 1, audit: false}}
+proposer: {{sampler: random, prune: false}}
+---
+robust-metric test
+"""
+
+HOOK = '''
+import os
+if os.environ.get("SIMGATE_TEST_CONTROLLERS"):
+    import simgate.policies.train as T
+
+    def train(cfg, out_dir, **kw):  # no learning: a controller of known behaviour per trial
+        from pathlib import Path
+        import torch
+
+        class Ctl(torch.nn.Module):  # pure tensor ops (the judge's allow-list)
+            def __init__(self, gain: float, cap: float) -> None:
+                super().__init__()
+                self.gain = gain
+                self.cap = cap
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return torch.clamp((x[:, 3:6] - x[:, 0:3]) * self.gain, -self.cap, self.cap)
+
+        trial = int(Path(out_dir).name)
+        gain, cap = (80.0, 1.0) if trial >= 2 else (10.0, 0.04)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        torch.jit.script(Ctl(gain, cap)).save(str(Path(out_dir) / "policy.ts"))
+        import json
+        from simgate.sim import make
+
+        env = make(cfg.env_id)
+        keys = list(env.observation_space.spaces)
+        assert keys[:2] == ["achieved_goal", "desired_goal"], keys
+        layout = {"obs_keys": keys, "obs_sizes": [int(env.observation_space[k].shape[0]) for k in keys],
+                  "action_dim": int(env.action_space.shape[0])}
+        env.close()
+        (Path(out_dir) / "policy.ts.json").write_text(json.dumps(layout))
+        return {"status": "finished", "steps": 1}
+
+    T.train = train
+'''
+
+
+@pytest.fixture(autouse=True)
+def _keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMGATE_KEY_DIR", str(tmp_path / "keys"))
+
+
+def _cli(args, tmp_path, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "simgate.cli", *args], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def _program(tmp_path, name, metric):
+    p = tmp_path / f"{name}.md"
+    p.write_text(PROGRAM.format(name=name, metric=metric))
+    return p
+
+
+@pytest.mark.parametrize("metric, named", [
+    ("{name: success_rate, under: windy}", "'windy' is not an evaluation condition"),
+    ("{name: success_rate, under: 3}", "expected one of"),
+    ("{name: success_rate, under: {gravity: [1, 2]}}", "gravity"),
+    ("{name: success_rate, under: {action_latency_steps: [0, 50]}}", "outside the allowed"),
+    ("{name: success_rate, under: preset, noise: 1}", "metric.noise"),
+])
+def test_a_bad_condition_is_refused_naming_the_field(tmp_path, metric, named):
+    prog = _program(tmp_path, "bad", metric)
+    for args in (["research", "run", str(prog), "--workers", "0"], ["research", "status", str(prog)]):
+        p = _cli(args, tmp_path, timeout=120)
+        assert p.returncode == 2, p.stderr[-2000:]
+        assert "metric.under" in p.stderr or "metric.noise" in p.stderr, p.stderr[-2000:]
+        assert named in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()  # refused before any study was created
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("under, snappy_status, promoted_trial", [
+    ("nominal", "keep", 2),  # nominally the snappy controller is the better one ...
+    ("preset", "discard", 0),  # ... under the preset it is not: the robust baseline stays and is promoted
+])
+def test_the_gate_and_promotion_judge_under_the_programs_conditions(tmp_path, under, snappy_status, promoted_trial):
+    name = f"robust-{under}"
+    prog = _program(tmp_path, name, f"{{name: success_rate, direction: maximize, under: {under}}}")
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(HOOK)
+    p = _cli(["research", "run", str(prog), "--workers", "1", "--registry", "reg"], tmp_path,
+             env={"PYTHONPATH": str(tmp_path / "hook"), "SIMGATE_TEST_CONTROLLERS": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    sd = tmp_path / "runs" / "research" / name
+    recs = Ledger(sd / "ledger.jsonl").records()
+    trials = {r["trial"]: r for r in recs if r["kind"] == "trial"}
+    assert sorted(trials) == [0, 1, 2], [(r["trial"], r["status"], r["reason"]) for r in trials.values()]
+    # the worker's claim (selection seeds) was made under the same conditions: it reproduces
+    assert all(r["status"] != "rejected" for r in trials.values()), [r["reason"] for r in trials.values()]
+    for r in trials.values():
+        assert r["verified"]["conditions"] == under, (r["trial"], r["status"], r["reason"], r["verified"])
+    snappy = trials[2]
+    assert snappy["status"] == snappy_status, snappy["reason"]
+    assert snappy["verified"]["incumbent"] == 0 and snappy["verified"]["fresh_episodes"] >= 20
+    if under == "preset":
+        assert "under the randomization preset" in snappy["reason"]
+        assert snappy["verified"]["fresh"] <= snappy["verified"]["incumbent_fresh"] + 0.05, snappy["verified"]
+    else:
+        assert snappy["verified"]["fresh"] >= snappy["verified"]["incumbent_fresh"] + 0.1, snappy["verified"]
+    promo = [r for r in recs if r["kind"] == "promotion"][-1]
+    assert promo["status"] == "promoted" and promo["candidate"] == promoted_trial, promo["reason"]
+    assert promo["conditions"] == under
+    # the metric measured under the conditions on the secret holdout sample: the same episodes as
+    # the nominal holdout or the preset robustness evaluation (same seeds, same conditions)
+    same_as = promo["holdout"] if under == "nominal" else promo["robustness"]
+    assert promo["metric"]["success_rate"] == same_as["success_rate"]
+    assert promo["metric"]["episodes"] == 20
+    # the baseline (trial 0) measured on the same secret seeds and conditions, paired test
+    base = promo["baseline"]
+    assert base["trial"] == 0 and base["episodes"] == 20 and 0.0 <= base["p_value"] <= 1.0
+    if promoted_trial == 0:
+        assert base["p_value"] == 1.0 and base["delta"] == 0.0
+    else:
+        assert base["delta"] > 0 and base["value"] == pytest.approx(promo["metric"]["value"] - base["delta"])
+    assert _cli(["research", "verify-ledger", str(sd)], tmp_path).returncode == 0
+    report = (sd / "report.md").read_text()
+    assert ("evaluated under the randomization preset" in report) == (under == "preset")
