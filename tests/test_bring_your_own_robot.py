@@ -169,7 +169,7 @@ def test_a_robot_brought_as_a_spec_through_every_command(tmp_path):
         ids = {f"lbr_iiwa_joint_{i}": i for i in range(1, 8)}
         (d / "serial.yaml").write_text(json.dumps({"registry_dir": str(d / "reg"), "backend": {
             "type": "serial", "port": port, "protocol": "feetech", "robot": str(d / "kuka_iiwa.yaml"), "ids": ids,
-            "calibration": str(d / "cal.yaml")}}))
+            "calibration": str(d / "cal.yaml"), "latency_timer_ms": 4.0}}))  # the test rigs' timer: see tests/hw_helpers.py
         with Served(d, "--config", "serial.yaml") as gw:
             state = httpx.get(gw.url + "/v1/state", headers={"Authorization": f"Bearer {token}"}).json()
             assert len(state["positions"]) == 7, state
