@@ -85,6 +85,19 @@ def test_main_command_end_to_end_with_interruptions_and_resume(tmp_path):
     assert summary["trials"] >= 1 and summary["kept"] >= 1
     assert summary["ledger_records_verified"] >= records_before
     assert Registry(out / "registry").load(summary["promoted"]["registry_id"])
+    # the research stage ran the robust program: baseline vs promoted under its conditions, from the ledger
+    assert summary["conditions"] == "preset" and summary["metric"] == "success_rate"
+    promo = [r for r in Ledger(out / "research" / "ledger.jsonl").records()
+             if r["kind"] == "promotion" and r["status"] == "promoted"][-1]
+    assert promo["conditions"] == "preset" and promo["registry_id"] == summary["promoted"]["registry_id"]
+    assert summary["promoted_under_conditions"] == promo["metric"]["value"] == promo["robustness"]["success_rate"]
+    assert summary["baseline_trial"] == promo["baseline"]["trial"] == 0
+    assert summary["baseline_under_conditions"] == promo["baseline"]["value"]
+    assert 0.0 <= summary["comparison_p_value"] <= 1.0 and summary["comparison_episodes"] == promo["holdout"]["episodes"]
+    kept = [r for r in Ledger(out / "research" / "ledger.jsonl").records()
+            if r["kind"] == "trial" and r["trial"] == summary["promoted"]["trial"] and r["status"] == "keep"][-1]
+    assert kept["verified"]["conditions"] == "preset" and summary["gate_p_value"] == kept["verified"].get("p_value")
+    assert "success_rate under the randomization preset" in text and "paired sign test p=" in text
     assert summary["hardware_goals"] == 3 and 0 <= summary["hardware_reached"] <= 3
     assert summary["gap"].startswith("sim-to-real gap:") and "sim-to-real gap" in text
     report = Path(summary["report"]).read_text()
