@@ -153,3 +153,27 @@ def test_the_gate_and_promotion_judge_under_the_programs_conditions(tmp_path, un
     assert _cli(["research", "verify-ledger", str(sd)], tmp_path).returncode == 0
     report = (sd / "report.md").read_text()
     assert ("evaluated under the randomization preset" in report) == (under == "preset")
+
+
+def test_built_in_robust_programs_and_explicit_ranges(tmp_path):
+    from simgate.autoresearch.program import load_program
+    from simgate.sim import make
+
+    for name in ("reach-robust", "push-robust"):
+        prog = load_program(name)
+        assert prog.spec.metric.under == "preset" and "randomization" in prog.spec.search_space
+        assert "How long it takes here" in prog.prose
+    p = _program(tmp_path, "ranges", "{name: success_rate, under: {action_latency_steps: [1, 2], link_mass_scale: [0.9, 1.1]}}")
+    m = load_program(p).spec.metric
+    assert m.conditions() == {"link_mass_scale": [0.9, 1.1], "action_latency_steps": [1.0, 2.0]}
+    env = make("simgate/PandaReach-v0", **m.env_kwargs())  # the conditions the gate evaluates under
+    try:
+        _, info = env.reset(seed=3)
+        assert info["randomization"]["action_latency_steps"] in (1, 2) and set(info["randomization"]) == set(m.under)
+    finally:
+        env.close()
+    # a nominal metric hashes as it did before conditions existed (pinned studies still resume)
+    a = load_program(_program(tmp_path, "n1", "{name: success_rate}"))
+    b = load_program(_program(tmp_path, "n1", "{name: success_rate, under: nominal}"))
+    c = load_program(_program(tmp_path, "n1", "{name: success_rate, under: preset}"))
+    assert a.spec_sha256 == b.spec_sha256 != c.spec_sha256
