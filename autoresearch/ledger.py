@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import secrets
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ from simgate.policies.provenance import key_dir, load_key, mac_hex, mac_ok
 
 GENESIS = "0" * 64
 MAX_RECORD_BYTES = 64 * 1024
-_appends_in_process = 0
 
 
 class LedgerError(SimgateError):
@@ -108,12 +106,6 @@ def update_anchor(ledger_path: str | Path, **fields: Any) -> None:
                                      **fields}))
 
 
-def _fault(point: str) -> bool:
-    """Fault injection for the crash tests: SIMGATE_FAULT_LEDGER=after-append:K | mid-append:K."""
-    v = os.environ.get("SIMGATE_FAULT_LEDGER", "")
-    return v.startswith(point + ":") and v.split(":")[1] == str(_appends_in_process)
-
-
 class Ledger:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -177,7 +169,6 @@ class Ledger:
     # ---- append ------------------------------------------------------------------------------
     def append(self, record: BaseModel) -> dict[str, Any]:
         """Append a record model; returns the stored record flattened (body + ``seq`` + ``hash``)."""
-        global _appends_in_process
         body = record.model_dump(mode="json")
         parse_body(body)
         key_id = body["key_id"] if body.get("kind") == "study" else self.key_id()
@@ -196,18 +187,10 @@ class Ledger:
                 if len(line) > MAX_RECORD_BYTES:
                     raise LedgerError(f"{self.path}: record {seq} ({body.get('kind')}) is {len(line)} bytes, over the "
                                       f"{MAX_RECORD_BYTES}-byte cap")
-                _appends_in_process += 1
-                if _fault("mid-append"):
-                    f.write(line[: len(line) // 2])
-                    f.flush()
-                    os.fsync(f.fileno())
-                    os.kill(os.getpid(), signal.SIGKILL)
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
                 mac = json.loads(line)["mac"]
-                if _fault("after-append"):
-                    os.kill(os.getpid(), signal.SIGKILL)
                 self._write_head(key_id, key, seq, mac)
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)

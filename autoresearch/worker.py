@@ -7,9 +7,6 @@ An honest worker still refuses what the trusted side would reject anyway: a prog
 the one the study pinned (both hashes named), a queued trial outside the search space (recorded
 as refused, not trained). It exits when its coordinator dies (parent-death signal, a changed
 parent pid, or a stale coordinator heartbeat on the storage) before it starts another trial.
-
-Fault injection for tests: ``SIMGATE_FAULT_LIE=all|N,M`` makes this worker claim a selection
-success of 1.0 for those trials (a lying worker; the trusted gate must catch it).
 """
 
 from __future__ import annotations
@@ -28,11 +25,6 @@ from simgate.autoresearch.program import check_pinned, load_program, validate_pa
 from simgate.autoresearch.study import PIN_ATTRS, coordinator_alive, open_study, suggest
 
 TRAIN_SEED_BASE = 7_000
-
-
-def _lies(number: int) -> bool:
-    v = os.environ.get("SIMGATE_FAULT_LIE", "")
-    return v == "all" or str(number) in v.split(",")
 
 
 def sha256_file(path: Path) -> str:
@@ -149,8 +141,6 @@ def _run(study, trial, spec, run_dir: Path, worker: str, deadline_ts: float) -> 
         res = evaluate(TorchPolicy(policy_path), spec.task.env_id, seeds_for("selection", spec.acceptance.selection_episodes),
                        spec.metric.env_kwargs())  # the metric's conditions, as the gate judges
         value = res.success_rate if spec.metric.name == "success_rate" else res.mean_return
-        if _lies(n):
-            value = 1.0 if spec.metric.name == "success_rate" else 0.0
         trial.set_user_attr("artifact_hash", sha256_file(policy_path))
         trial.set_user_attr("wall_s", round(time.monotonic() - t0, 2))
         trial.set_user_attr("train_seed", train_seed(n))

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from faults import fault_env
 
 from simgate.autoresearch.gate import sign_test_p
 from simgate.autoresearch.ledger import Ledger, LedgerError
@@ -128,7 +129,7 @@ def test_study_end_to_end_and_lying_worker(tmp_path):
     # a lying worker: every trial claims 100 %; the gate catches it and nothing is promoted
     liar = _program(tmp_path, name="liar", steps=300, trials=2)
     proc = _cli(["research", "run", str(liar), "--workers", "2", "--registry", "reg2"], tmp_path,
-                env={"SIMGATE_FAULT_LIE": "all"})
+                env=fault_env(SIMGATE_TEST_LIE="all"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     lrecs = Ledger(tmp_path / "runs" / "research" / "liar" / "ledger.jsonl").records()
     ltrials = [r for r in lrecs if r["kind"] == "trial"]

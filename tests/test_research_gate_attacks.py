@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from faults import fault_env
 
 from simgate.autoresearch.ledger import Ledger
 
@@ -159,7 +160,7 @@ def test_files_a_worker_can_write_do_not_change_what_is_promoted(tmp_path):
     name = "tamper"
     prog = _program(tmp_path, name, auto="false", audit="false")
     sd = tmp_path / "runs" / "research" / name
-    run = _cli(["research", "run", str(prog), "--workers", "2"], tmp_path, env={"SIMGATE_FAULT_LIE": "2"})
+    run = _cli(["research", "run", str(prog), "--workers", "2"], tmp_path, env=fault_env(SIMGATE_TEST_LIE="2"))
     assert run.returncode == 0, run.stderr[-3000:]
     trials = {r["trial"]: r for r in _records(tmp_path, name) if r["kind"] == "trial"}
     assert trials[2]["status"] == "rejected"
@@ -235,7 +236,7 @@ def test_kill_9_in_the_ledger_write_then_resume(tmp_path, fault):
     sd = tmp_path / "runs" / "research" / name
     env = {**os.environ, "SIMGATE_HEARTBEAT_S": "1", "SIMGATE_HEARTBEAT_GRACE_S": "3"}
     proc = subprocess.Popen([sys.executable, "-m", "simgate.cli", "research", "run", str(prog), "--workers", "2"],
-                            cwd=tmp_path, env={**env, "SIMGATE_FAULT_LEDGER": fault}, stdout=subprocess.DEVNULL,
+                            cwd=tmp_path, env={**fault_env(SIMGATE_TEST_CRASH_LEDGER=fault), **{k: env[k] for k in ("SIMGATE_HEARTBEAT_S", "SIMGATE_HEARTBEAT_GRACE_S")}}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     time.sleep(5)
     kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout.split()
