@@ -89,6 +89,16 @@ def submit_candidate(program_path: str | Path, params: Any, rationale: str, stud
     if pin:
         check_pinned(program, pin["program_sha256"], pin["spec_sha256"], f"the study in {sd}")
     enc = encode_for_enqueue(program.spec, params)  # ValueError names the parameter
+    if pin:  # within the search space's latest accepted revision too (research serve's narrowing)
+        from simgate.autoresearch.ledger import Ledger
+        from simgate.autoresearch.revisions import current_space
+
+        version, space = current_space(Ledger(sd / "ledger.jsonl").records(), program.spec)
+        if version:
+            try:
+                validate_params(program.spec.model_copy(update={"search_space": space}), params, complete=False)
+            except ValueError as exc:
+                raise ValueError(f"outside the search space's revision {version}: {exc}") from None
     sd.mkdir(parents=True, exist_ok=True)
     study = open_study(program.spec, storage_url(sd, storage), create=True)
     from simgate.autoresearch.worker import check_study_pin

@@ -64,7 +64,7 @@ class Desk:
         self.url = storage_url(self.dir, storage)
         self.ledger = Ledger(self.dir / "ledger.jsonl")
         self.max_pending = max_pending
-        self._lock = threading.Lock()  # one revision at a time; the Optuna storage from one thread at a time
+        self._lock = threading.RLock()  # one revision at a time; the Optuna storage from one thread at a time
         self._study: optuna.Study | None = None
         self.woken = threading.Event()  # set on every accepted submission (the supervisor starts a coordinator)
 
@@ -181,12 +181,12 @@ class Desk:
         if left <= 0:
             raise Refused(f"the study's wall-clock budget ({self.spec.budgets.total_wall_s:g} s) is spent")
         proposer = f"mcp:{who}"
-        mine = [t for t in self.optuna_trials() if t.state in (TS.WAITING, TS.RUNNING)
-                and t.user_attrs.get("proposer") == proposer]
-        if len(mine) >= self.max_pending:
-            raise Refused(f"{len(mine)} of your candidates are waiting or running (trials "
-                          f"{[t.number for t in mine]}); wait for a verdict before submitting more")
-        with self._lock:
+        with self._lock:  # count and queue as one step: parallel calls cannot all pass the count
+            mine = [t for t in self.optuna_trials() if t.state in (TS.WAITING, TS.RUNNING)
+                    and t.user_attrs.get("proposer") == proposer]
+            if len(mine) >= self.max_pending:
+                raise Refused(f"{len(mine)} of your candidates are waiting or running (trials "
+                              f"{[t.number for t in mine]}); wait for a verdict before submitting more")
             try:
                 n = submit_candidate(self.program.path, params, rationale, self.dir, self.storage, proposer=proposer)
             except ValueError as exc:

@@ -37,6 +37,7 @@ from simgate.gateway.access import AuditLog, AuthError, RateLimiter, TokenStore,
 from simgate.gateway.deps import bearer
 from simgate.gateway.mcp_tools import AuditedMCP
 
+MAX_WAITS_PER_TOKEN = 4  # concurrent wait_for_verdict calls per token (each polls; none holds a thread)
 Rationale = Annotated[str, Field(min_length=1, max_length=2000, description="why this, in a few sentences")]
 
 
@@ -187,14 +188,38 @@ def make_research_mcp(desk: Desk, tokens: TokenStore, audit: AuditLog, rate: Rat
         asked = {"params": params, "rationale": rationale}
         return call(ctx, "act", "submit_candidate", asked, desk.submit, params, rationale)
 
+    waiting: dict[str, int] = {}  # token name -> its wait_for_verdict calls in progress
+
     @mcp.tool(annotations=ro)
-    def wait_for_verdict(ctx: Context, trial: Annotated[int, Strict(), Field(ge=0, description="trial number")],
-                         timeout_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S, description="longest wait, s")] = 60.0
-                         ) -> dict[str, Any]:
+    async def wait_for_verdict(ctx: Context, trial: Annotated[int, Strict(), Field(ge=0, description="trial number")],
+                               timeout_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S, description="longest wait, s")]
+                               = 60.0) -> dict[str, Any]:
         """Block until the gate judged the trial (or timeout_s passed: status 'pending' with its state). The verdict
-        carries the gate's reason and figures on fresh episodes (fresh, delta, p_value, ...)."""
-        return call(ctx, "read", "wait_for_verdict", {"trial": trial, "timeout_s": timeout_s}, desk.verdict, trial,
-                    timeout_s)
+        carries the gate's reason and figures on fresh episodes (fresh, delta, p_value, ...). At most
+        MAX_WAITS_PER_TOKEN waits per token at once."""
+        import anyio
+
+        asked = {"trial": trial, "timeout_s": timeout_s}
+        name = who(ctx, "read", "wait_for_verdict", asked)
+        if waiting.get(name, 0) >= MAX_WAITS_PER_TOKEN:
+            audit.record(name, "mcp", "wait_for_verdict", asked, "refused", reason="too many waits")
+            raise ToolError(f"refused: {MAX_WAITS_PER_TOKEN} wait_for_verdict calls of yours are already waiting")
+        waiting[name] = waiting.get(name, 0) + 1
+        try:  # the wait itself holds no thread: one quick look per half second
+            deadline = time.monotonic() + timeout_s
+            while True:
+                look = await anyio.to_thread.run_sync(desk.verdict, trial, 0.0)
+                if look.get("status") != "pending" or time.monotonic() >= deadline:
+                    break
+                await anyio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        except SimgateError as exc:
+            audit.record(name, "mcp", "wait_for_verdict", asked, "refused", reason=str(exc))
+            raise ToolError(f"refused: {exc}") from exc
+        finally:
+            waiting[name] -= 1
+        audit.record(name, "mcp", "wait_for_verdict", asked, "ok")
+        return {**look, "waited_s": round(timeout_s - max(0.0, deadline - time.monotonic()), 1)} \
+            if look.get("status") == "pending" else look
 
     @mcp.tool(annotations=act)
     def revise_search_space(ctx: Context,

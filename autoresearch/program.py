@@ -118,6 +118,8 @@ class Param(_Strict):
         else:
             if self.low is None or self.high is None:
                 raise ValueError(f"{self.type} parameter needs 'low' and 'high'")
+            if not (math.isfinite(self.low) and math.isfinite(self.high)):
+                raise ValueError(f"low and high must be finite numbers, got [{self.low}, {self.high}]")
             if self.low >= self.high:
                 raise ValueError(f"low ({self.low}) must be < high ({self.high})")
             if self.log and self.low <= 0:
@@ -308,9 +310,21 @@ def check_pinned(program: Program, pinned_sha256: str, pinned_spec_sha256: str, 
 
 
 # ---- the search space, enforced on the trusted side ---------------------------------------------
+def same_value(a: Any, b: Any) -> bool:
+    """Equal, and of the same types all the way down: 64 is not 64.0, true is not 1, [64, 64.0]
+    is not [64, 64] (a choice is trained exactly as written)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    return a == b
+
+
 def _check_value(name: str, prm: Param, value: Any) -> None:
     if prm.type == "categorical":
-        if not any(type(value) is type(c) and value == c for c in prm.choices):
+        if not any(same_value(value, c) for c in prm.choices):
             raise ValueError(f"{name}: {value!r} is not one of {prm.choices}")
         return
     if prm.type == "int":

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from simgate.autoresearch.program import Param, Program, ProgramSpec
+from simgate.autoresearch.program import Param, Program, ProgramSpec, same_value
 from simgate.autoresearch.records import MAX_PROGRAM_CHARS, RevisionRecord, clip_text
 
 STUDY_ATTR = "search_space_revision"  # the latest accepted revision, for workers (storage attribute)
@@ -42,8 +42,10 @@ class ParamRevision(BaseModel):
     for categorical ones. Anything else about a parameter is fixed by the program."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    low: float | None = Field(None, description="new lower bound (float/int parameters), >= the program's")
-    high: float | None = Field(None, description="new upper bound (float/int parameters), <= the program's")
+    low: float | None = Field(None, allow_inf_nan=False,
+                              description="new lower bound (float/int parameters), >= the program's")
+    high: float | None = Field(None, allow_inf_nan=False,
+                               description="new upper bound (float/int parameters), <= the program's")
     choices: list[Any] | None = Field(None, description="new choices (categorical): a subset of the program's")
 
 
@@ -59,16 +61,24 @@ def space_sha256(space: dict[str, Param]) -> str:
 
 def current_space(records: list[dict[str, Any]], spec: ProgramSpec) -> tuple[int, dict[str, Param]]:
     """(version, search space) in force after ``records`` (a verified ledger's): the latest
-    accepted revision, or version 0 = the pinned program's own space."""
+    accepted revision that still re-checks as a narrowing of the pinned space, or version 0 = the
+    pinned program's own space. A revision that does not (one recorded by an older, laxer check)
+    is passed over: it can neither widen the space nor lock the study."""
     version, space = 0, dict(spec.search_space)
     for r in records:
-        if r.get("kind") == "revision":
-            version, space = r["version"], {k: Param.model_validate(v) for k, v in r["search_space"].items()}
+        if r.get("kind") != "revision":
+            continue
+        try:
+            revised = {k: Param.model_validate(v) for k, v in r["search_space"].items()}
+            check_narrowing(spec.search_space, revised)
+        except (ValidationError, RevisionRefused, KeyError, TypeError, AttributeError):
+            continue
+        version, space = r["version"], revised
     return version, space
 
 
 def _same_choice(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
+    return same_value(a, b)
 
 
 def check_narrowing(original: dict[str, Param], revised: dict[str, Param]) -> None:

@@ -276,3 +276,96 @@ def test_an_agent_researches_through_mcp(tmp_path):
     coord = Coordinator(prog, tmp_path / "runs" / "research" / "agentic")
     coord.lock()  # refused while a coordinator still holds the study: the server stopped its child
     coord.unlock()
+
+
+def _raw_call(url, token, tool, arguments_json: str) -> dict:
+    """One tools/call as raw JSON-RPC (the body written by hand: NaN is not valid JSON but Python reads it)."""
+    hdr = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {token}",
+           "Content-Type": "application/json"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}
+    with httpx.Client(timeout=30) as c:
+        r = c.post(url + "/mcp", json=init, headers=hdr)
+        sid = r.headers["mcp-session-id"]
+        hdr["mcp-session-id"] = sid
+        c.post(url + "/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=hdr)
+        head = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool}})
+        body = head[:-2] + ', "arguments": ' + arguments_json + "}}"
+        r = c.post(url + "/mcp", content=body, headers=hdr)
+    data = r.text
+    if data.startswith("event:") or "data:" in data:
+        data = next(line[5:] for line in data.splitlines() if line.startswith("data:"))
+    return json.loads(data)
+
+
+@pytest.mark.slow
+def test_research_server_attacks_are_refused(tmp_path):
+    """What an outside review found, kept as regressions: a NaN bound in a revision (once accepted, it
+    locked the study), parallel submissions past --max-pending, many waits holding every thread, a
+    list choice with a float inside ([64, 64.0]) and the CLI's submit ignoring a revision."""
+    prog = tmp_path / "attacked.md"
+    prog.write_text(PROGRAM.format(name="attacked").replace(
+        "  gradient_steps: {type: categorical, choices: [1, 2, 4]}",
+        "  gradient_steps: {type: categorical, choices: [1, 2, 4]}\n  net_arch: {type: categorical, choices: [[64, 64], [128, 128]]}"))
+    store = TokenStore(tmp_path / "tokens.json")
+    agent, reader = store.create("agent", "act"), store.create("reader", "read")
+    port = _port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "simgate.cli", "research", "serve", str(prog), "--tokens",
+                             str(tmp_path / "tokens.json"), "--port", str(port), "--workers", "1", "--max-pending", "2"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "SIMGATE_SMOKE": ""})
+    try:
+        _wait_port(port, proc)
+        for bad in ('{"search_space": {"learning_rate": {"low": NaN}}, "rationale": "nan"}',
+                    '{"search_space": {"learning_rate": {"low": 0.001, "high": Infinity}}, "rationale": "inf"}'):
+            res = _raw_call(url, agent, "revise_search_space", bad)
+            assert res.get("error") or res["result"]["isError"], res
+
+        async def attack(s):
+            out = {"nested_float": await _tool(s, "submit_candidate", {"params": {"net_arch": [64, 64.0]},
+                                                                      "rationale": "a float in a list"}),
+                   "nested_revision": await _tool(s, "revise_search_space", {
+                       "search_space": {"net_arch": {"choices": [[64, 64.0]]}}, "rationale": "same but float"})}
+            subs = await asyncio.gather(*[_tool(s, "submit_candidate", {"params": {"train_freq": 1 + k % 4},
+                                                                       "rationale": f"parallel {k}"})
+                                          for k in range(8)])
+            out["queued"] = [x for x in subs if "trial" in x]
+            out["refused_subs"] = [x for x in subs if "refused" in x]
+            waits = [asyncio.create_task(_tool(s, "wait_for_verdict", {"trial": 10_000 + k, "timeout_s": 0}))
+                     for k in range(2)]
+            long = [asyncio.create_task(_tool(s, "wait_for_verdict", {"trial": out["queued"][0]["trial"],
+                                                                      "timeout_s": 20})) for _ in range(8)]
+            await asyncio.sleep(1.0)
+            t = time.monotonic()
+            out["reader_program"] = await asyncio.to_thread(_session, url, reader, lambda r: _tool(r, "read_program"))
+            out["reader_s"] = time.monotonic() - t
+            out["no_such_trial"] = await asyncio.gather(*waits)
+            out["long"] = await asyncio.gather(*long)
+            out["narrow"] = await _tool(s, "revise_search_space", {"search_space": {"learning_rate": {"high": 0.001}},
+                                                                   "rationale": "lower rates"})
+            out["after"] = await _tool(s, "read_program")
+            return out
+
+        out = _session(url, agent, attack)
+        assert "net_arch" in out["nested_float"]["refused"], out["nested_float"]
+        assert "not one of the program's choices" in out["nested_revision"]["refused"], out["nested_revision"]
+        assert len(out["queued"]) <= 2 and len(out["queued"]) + len(out["refused_subs"]) == 8, out
+        assert all("waiting or running" in x["refused"] for x in out["refused_subs"])
+        assert all("no trial" in x["refused"] for x in out["no_such_trial"])
+        busy = [x for x in out["long"] if "already waiting" in x.get("refused", "")]
+        assert len(busy) == 4, out["long"]  # 4 waits per token at once; the others refused at once
+        assert out["reader_program"]["name"] == "attacked" and out["reader_s"] < 10, out["reader_s"]
+        assert out["narrow"]["accepted"] and out["after"]["search_space"]["version"] == 1  # the study still works
+        # the operator's CLI submit respects the agent's revision too
+        r = subprocess.run([sys.executable, "-m", "simgate.cli", "research", "submit", str(prog), "--params",
+                            '{"learning_rate": 0.002}', "--rationale", "past the revision"],
+                           capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "SIMGATE_SMOKE": ""})
+        assert r.returncode != 0 and "revision 1" in r.stdout + r.stderr, r.stdout + r.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
