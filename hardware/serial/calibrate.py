@@ -46,9 +46,9 @@ def calibrate_interactive(port, protocol, robot, id_map, baud, sweep_s, prompt, 
     bus.open()
     try:
         offsets = {}
-        for n in spec.joint_names:
-            bus.ping(ids[n])
-            bus.set_torque(ids[n], False)
+        for n in spec.joint_names:  # set-up, before anyone moves the arm: worth a few more tries
+            bus.ping(ids[n], retries=4)
+            bus.set_torque(ids[n], False, retries=4)
             offsets[n] = _servo_homing_offset(bus, ids[n])
         prompt("Torque is off. Put the arm in its zero pose, then press Enter", default="", show_default=False)
         zero = bus.sync_read_present([ids[n] for n in spec.joint_names], retries=4)
