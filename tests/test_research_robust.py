@@ -4,12 +4,14 @@ and the ledger - uses them. Tried through `simgate research ...` with real worke
 training a ``sitecustomize`` hook replaces by hand-written controllers of known behaviour:
 
 * "gentle" (trials 0 and 1, the baselines): a slow proportional controller, capped speed - misses
-  the far goals within the episode, but latency and noise hardly change it;
+  some far goals within the episode, but latency and noise hardly change it (measured on 100
+  selection seeds: 82 % nominal, 77 % under the preset);
 * "snappy" (trial 2): a high-gain controller - reaches nominally, oscillates under the preset's
-  one-step action latency.
+  one-step action latency (100 % nominal, 75 % under the preset).
 
 On a nominal program the snappy controller beats the baseline and is promoted; on the same program
-with ``under: preset`` it is not kept and the robust baseline is promoted. Every verdict records
+with ``under: preset`` it is not kept (the same bytes score ~75 % there) and the baseline is
+promoted. Every verdict records
 the conditions it was judged under."""
 
 import os
@@ -28,7 +30,7 @@ budgets: {{trial_env_steps: 600, trial_wall_s: 60, total_wall_s: 300, max_trials
 base_recipe: {{algo: sac}}
 search_space:
   gamma: {{type: float, low: 0.9, high: 0.98}}
-acceptance: {{selection_episodes: 20, fresh_episodes: 20, max_fresh_episodes: 80, false_keep_per_study: 0.05}}
+acceptance: {{selection_episodes: 20, fresh_episodes: 40, max_fresh_episodes: 160, false_keep_per_study: 0.05}}
 promotion: {{holdout_episodes: 20, min_holdout_success: 0.0, max_attempts: 1, audit: false}}
 proposer: {{sampler: random, prune: false}}
 ---
@@ -54,7 +56,7 @@ if os.environ.get("SIMGATE_TEST_CONTROLLERS"):
                 return torch.clamp((x[:, 3:6] - x[:, 0:3]) * self.gain, -self.cap, self.cap)
 
         trial = int(Path(out_dir).name)
-        gain, cap = (80.0, 1.0) if trial >= 2 else (10.0, 0.04)
+        gain, cap = (80.0, 1.0) if trial >= 2 else (10.0, 0.05)
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         torch.jit.script(Ctl(gain, cap)).save(str(Path(out_dir) / "policy.ts"))
         import json
@@ -129,12 +131,13 @@ def test_the_gate_and_promotion_judge_under_the_programs_conditions(tmp_path, un
         assert r["verified"]["conditions"] == under, (r["trial"], r["status"], r["reason"], r["verified"])
     snappy = trials[2]
     assert snappy["status"] == snappy_status, snappy["reason"]
-    assert snappy["verified"]["incumbent"] == 0 and snappy["verified"]["fresh_episodes"] >= 20
+    assert snappy["verified"]["incumbent"] == 0 and snappy["verified"]["fresh_episodes"] >= 40
     if under == "preset":
         assert "under the randomization preset" in snappy["reason"]
-        assert snappy["verified"]["fresh"] <= snappy["verified"]["incumbent_fresh"] + 0.05, snappy["verified"]
+        assert snappy["verified"]["fresh"] < 0.9, snappy["verified"]  # judged under the preset: it oscillates
     else:
-        assert snappy["verified"]["fresh"] >= snappy["verified"]["incumbent_fresh"] + 0.1, snappy["verified"]
+        assert snappy["verified"]["fresh"] >= 0.95, snappy["verified"]
+        assert snappy["verified"]["fresh"] > snappy["verified"]["incumbent_fresh"], snappy["verified"]
     promo = [r for r in recs if r["kind"] == "promotion"][-1]
     assert promo["status"] == "promoted" and promo["candidate"] == promoted_trial, promo["reason"]
     assert promo["conditions"] == under
