@@ -67,13 +67,17 @@ def _metric_value(coord: Coordinator, res) -> float:
 
 
 def baseline_comparison(coord: Coordinator, inc_trial: int, cand: list[float], seeds: list[int]) -> dict | None:
-    """The study's baseline (the first judged baseline trial) on the same secret holdout seeds and
-    conditions as the candidate: its score and the one-sided paired sign test candidate > baseline.
+    """The study's baseline (the first judged baseline trial, else the first judged trial of the
+    base recipe's parameters) on the same secret holdout seeds and conditions as the candidate:
+    its score and the one-sided paired sign test candidate > baseline.
     None when no baseline was judged; a baseline artifact that cannot run is reported, not fatal."""
-    from simgate.autoresearch.coordinator import _Checkout, untrusted_error
+    from simgate.autoresearch.coordinator import _Checkout, baseline_params, untrusted_error
 
-    base = next((r for r in coord.ledger.records() if r.get("kind") == "trial" and r.get("role") == "baseline"
-                 and r["verified"].get("artifact_sha256") and r["verified"].get("fresh") is not None), None)
+    judged = [r for r in coord.ledger.records() if r.get("kind") == "trial" and r["verified"].get("artifact_sha256")
+              and r["verified"].get("fresh") is not None]
+    base_params = baseline_params(coord.spec)  # a baseline re-queued after a crash has a later number
+    base = next((r for r in judged if r.get("role") == "baseline"), None) or next(
+        (r for r in judged if r["verified"].get("params") == base_params), None)
     if base is None:
         return None
     out: dict[str, Any] = {"trial": base["trial"], "episodes": len(seeds)}

@@ -89,7 +89,20 @@ def research_and_promote(program: Path, out_dir: Path, workers: int) -> dict[str
         res = coord.run(workers, auto_promote=True)
     if res.get("promoted"):
         res["promoted"]["gate"] = gate_verdict(coord, res["promoted"]["trial"])
+        res["promoted"]["challenger"] = best_challenger(coord)
     return res
+
+
+def best_challenger(coord) -> dict[str, Any] | None:
+    """The compared trial the gate found most convincing (smallest p-value against its incumbent):
+    when nothing was kept after the baseline, how close the search came."""
+    recs = [r for r in coord.ledger.records() if r.get("kind") == "trial" and r["verified"].get("p_value") is not None]
+    if not recs:
+        return None
+    r = min(recs, key=lambda r: (r["verified"]["p_value"], -r["trial"]))
+    v = r["verified"]
+    return {"trial": r["trial"], "status": r["status"], "incumbent": v.get("incumbent"), "delta": v.get("delta"),
+            "p_value": v["p_value"], "episodes": v.get("fresh_episodes")}
 
 
 def gate_verdict(coord, trial: int) -> dict[str, Any]:
@@ -299,7 +312,7 @@ def robust_comparison(promoted: dict, program: Path) -> dict[str, Any]:
             "baseline_trial": base.get("trial"), "baseline_under_conditions": base.get("value"),
             "promoted_under_conditions": m.get("value"), "comparison_episodes": base.get("episodes"),
             "comparison_p_value": base.get("p_value"), "gate_p_value": g.get("p_value"),
-            "gate_incumbent": g.get("incumbent")}
+            "gate_incumbent": g.get("incumbent"), "gate_best_challenger": promoted.get("challenger")}
 
 
 def _fmt(v: Any, pct: bool = True) -> str:
@@ -325,6 +338,11 @@ def _finish(out_dir: Path, summary: dict, t0: float) -> None:
                   f"promoted {_fmt(summary['promoted_under_conditions'], pct)} on {summary['comparison_episodes']} "
                   f"secret fresh seeds (paired sign test p={_fmt(summary['comparison_p_value'], False)})"),
                  ("gate verdict of the promoted trial", gate_p)]
+        c = summary.get("gate_best_challenger")
+        if c:
+            rows.append(("gate's most convincing comparison",
+                         f"trial {c['trial']} {c['status']}: {c['delta']:+.3f} vs trial {c['incumbent']} on "
+                         f"{c['episodes']} paired secret seeds, p={_fmt(c['p_value'], False)}"))
     rows += [("holdout success (nominal simulation)", f"{p['holdout_success']:.0%}" if p else "-"),
              ("robust success (randomization preset)", f"{p['robust_success']:.0%}" if p else "-")]
     if "hardware_success" in summary:

@@ -12,7 +12,9 @@ import threading
 import time
 from pathlib import Path
 
+from simgate.autoresearch.coordinator import baseline_params
 from simgate.autoresearch.ledger import Ledger
+from simgate.autoresearch.program import load_program
 from simgate.policies.registry import Registry
 
 ENV = {**os.environ, "SIMGATE_SMOKE": "1", "COLUMNS": "160"}
@@ -91,13 +93,22 @@ def test_main_command_end_to_end_with_interruptions_and_resume(tmp_path):
              if r["kind"] == "promotion" and r["status"] == "promoted"][-1]
     assert promo["conditions"] == "preset" and promo["registry_id"] == summary["promoted"]["registry_id"]
     assert summary["promoted_under_conditions"] == promo["metric"]["value"] == promo["robustness"]["success_rate"]
-    assert summary["baseline_trial"] == promo["baseline"]["trial"] == 0
+    base_trial = [r for r in Ledger(out / "research" / "ledger.jsonl").records() if r["kind"] == "trial"
+                  and r["trial"] == promo["baseline"]["trial"]][0]  # the base recipe (re-queued if interrupted)
+    assert summary["baseline_trial"] == base_trial["trial"] and base_trial["reported"]["params"] == baseline_params(
+        load_program(out / "program.md").spec)
     assert summary["baseline_under_conditions"] == promo["baseline"]["value"]
     assert 0.0 <= summary["comparison_p_value"] <= 1.0 and summary["comparison_episodes"] == promo["holdout"]["episodes"]
     kept = [r for r in Ledger(out / "research" / "ledger.jsonl").records()
             if r["kind"] == "trial" and r["trial"] == summary["promoted"]["trial"] and r["status"] == "keep"][-1]
     assert kept["verified"]["conditions"] == "preset" and summary["gate_p_value"] == kept["verified"].get("p_value")
     assert "success_rate under the randomization preset" in text and "paired sign test p=" in text
+    compared = [r for r in Ledger(out / "research" / "ledger.jsonl").records()
+                if r["kind"] == "trial" and r["verified"].get("p_value") is not None]
+    best = summary["gate_best_challenger"]
+    assert (best is None) == (not compared)
+    if compared:
+        assert best["p_value"] == min(r["verified"]["p_value"] for r in compared) and "most convincing" in text
     assert summary["hardware_goals"] == 3 and 0 <= summary["hardware_reached"] <= 3
     assert summary["gap"].startswith("sim-to-real gap:") and "sim-to-real gap" in text
     report = Path(summary["report"]).read_text()
