@@ -23,7 +23,6 @@ from simgate.sim.robot import Robot
 from simgate.sim.robot_spec import RobotSpec, resolve_spec
 from simgate.sim.world import RealTimePacer, World
 
-
 MIN_STALE_AFTER_S = 0.05
 
 
