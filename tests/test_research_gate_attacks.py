@@ -238,8 +238,10 @@ def test_kill_9_in_the_ledger_write_then_resume(tmp_path, fault):
     proc = subprocess.Popen([sys.executable, "-m", "simgate.cli", "research", "run", str(prog), "--workers", "2"],
                             cwd=tmp_path, env={**fault_env(SIMGATE_TEST_CRASH_LEDGER=fault), **{k: env[k] for k in ("SIMGATE_HEARTBEAT_S", "SIMGATE_HEARTBEAT_GRACE_S")}}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    time.sleep(5)
-    kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    kids, deadline = [], time.monotonic() + 60  # its workers, once started (slow to spawn on a loaded machine)
+    while len(kids) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert proc.wait(timeout=300) == -9  # killed itself at the fault point
     time.sleep(2.0)
     assert kids and not any(_alive(int(k)) for k in kids), "orphaned workers survived the coordinator"
