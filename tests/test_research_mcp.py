@@ -5,6 +5,7 @@ space (accepted, pinned in the ledger) and tries to widen it past a protected bo
 Plus the revision rules and the workers' use of a revision, without a server."""
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import time
 import httpx
 import optuna
 import pytest
+from gateway_rig import free_port, mcp_session
 
 from simgate.autoresearch.ledger import Ledger
 from simgate.autoresearch.program import load_program
@@ -109,25 +111,9 @@ def test_workers_sample_a_valid_revision_and_ignore_a_widened_one(tmp_path):
 
 
 # ---- the server, end to end ------------------------------------------------------------------------
-def _port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _session(url, token, calls):
     """Run ``calls(session)`` with the official MCP client over streamable HTTP."""
-    import httpx2
-    from mcp.client.session import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
-
-    async def run():
-        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as hc, \
-                streamable_http_client(url + "/mcp", http_client=hc) as (r, w), ClientSession(r, w) as s:
-            await s.initialize()
-            return await calls(s)
-
-    return asyncio.run(run())
+    return mcp_session(url + "/mcp", token, calls, timeout_s=60)
 
 
 async def _tool(s, name, args=None):
@@ -145,11 +131,23 @@ def _keys_named(obj, word):
     return []
 
 
-def _serve(tmp_path, prog, port):
-    return subprocess.Popen([sys.executable, "-m", "simgate.cli", "research", "serve", str(prog), "--tokens",
-                             str(tmp_path / "tokens.json"), "--port", str(port), "--workers", "1"],
+@contextlib.contextmanager
+def _served(tmp_path, prog, port, *args):
+    """`simgate research serve PROG` as a process, listening on ``port``; SIGINT on the way out."""
+    proc = subprocess.Popen([sys.executable, "-m", "simgate.cli", "research", "serve", str(prog), "--tokens",
+                             str(tmp_path / "tokens.json"), "--port", str(port), "--workers", "1", *args],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "SIMGATE_SMOKE": ""})
+    try:
+        _wait_port(port, proc)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _wait_port(port, proc, timeout_s=120.0):
@@ -168,12 +166,10 @@ def test_an_agent_researches_through_mcp(tmp_path):
     prog = _program(tmp_path)
     store = TokenStore(tmp_path / "tokens.json")
     agent, reader = store.create("agent", "act"), store.create("reader", "read")
-    port = _port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
-    proc = _serve(tmp_path, prog, port)
-    try:
-        _wait_port(port, proc)
+    with _served(tmp_path, prog, port) as proc:
         init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}}
         hdr = {"Accept": "application/json, text/event-stream"}
@@ -262,13 +258,6 @@ def test_an_agent_researches_through_mcp(tmp_path):
         audit = [json.loads(x) for x in (sd / "mcp-audit.jsonl").read_text().splitlines()]
         assert any(a["action"] == "revise_search_space" and a["outcome"] == "refused" for a in audit)
         assert sum(a["via"] == "http" and "401" in a["reason"] for a in audit) == 3
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     print(f"agent session: {time.monotonic() - t0:.0f} s")
     assert proc.returncode == 0, proc.stdout.read()[-3000:]
     from simgate.autoresearch.coordinator import Coordinator
@@ -309,14 +298,9 @@ def test_research_server_attacks_are_refused(tmp_path):
         "  gradient_steps: {type: categorical, choices: [1, 2, 4]}\n  net_arch: {type: categorical, choices: [[64, 64], [128, 128]]}"))
     store = TokenStore(tmp_path / "tokens.json")
     agent, reader = store.create("agent", "act"), store.create("reader", "read")
-    port = _port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "simgate.cli", "research", "serve", str(prog), "--tokens",
-                             str(tmp_path / "tokens.json"), "--port", str(port), "--workers", "1", "--max-pending", "2"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "SIMGATE_SMOKE": ""})
-    try:
-        _wait_port(port, proc)
+    with _served(tmp_path, prog, port, "--max-pending", "2"):
         for bad in ('{"search_space": {"learning_rate": {"low": NaN}}, "rationale": "nan"}',
                     '{"search_space": {"learning_rate": {"low": 0.001, "high": Infinity}}, "rationale": "inf"}'):
             res = _raw_call(url, agent, "revise_search_space", bad)
@@ -332,15 +316,14 @@ def test_research_server_attacks_are_refused(tmp_path):
                                           for k in range(8)])
             out["queued"] = [x for x in subs if "trial" in x]
             out["refused_subs"] = [x for x in subs if "refused" in x]
-            waits = [asyncio.create_task(_tool(s, "wait_for_verdict", {"trial": 10_000 + k, "timeout_s": 0}))
-                     for k in range(2)]
+            out["no_such_trial"] = await asyncio.gather(*[
+                _tool(s, "wait_for_verdict", {"trial": 10_000 + k, "timeout_s": 0}) for k in range(2)])
             long = [asyncio.create_task(_tool(s, "wait_for_verdict", {"trial": out["queued"][0]["trial"],
                                                                       "timeout_s": 20})) for _ in range(8)]
             await asyncio.sleep(1.0)
             t = time.monotonic()
             out["reader_program"] = await asyncio.to_thread(_session, url, reader, lambda r: _tool(r, "read_program"))
             out["reader_s"] = time.monotonic() - t
-            out["no_such_trial"] = await asyncio.gather(*waits)
             out["long"] = await asyncio.gather(*long)
             out["narrow"] = await _tool(s, "revise_search_space", {"search_space": {"learning_rate": {"high": 0.001}},
                                                                    "rationale": "lower rates"})
@@ -362,10 +345,3 @@ def test_research_server_attacks_are_refused(tmp_path):
                             '{"learning_rate": 0.002}', "--rationale", "past the revision"],
                            capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "SIMGATE_SMOKE": ""})
         assert r.returncode != 0 and "revision 1" in r.stdout + r.stderr, r.stdout + r.stderr
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -7,38 +7,21 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 import numpy as np
+from gateway_rig import free_port, mcp_session
 from hw_helpers import wait_for
 from ros2_helpers import PARAMS, driver_process
 
 from simgate.gateway.access import TokenStore
 
 
-def _port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _mcp(url, token, calls):
-    """Run ``calls(session)`` in an MCP client session; returns its result."""
-    import httpx2
-    from mcp.client.session import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
-
-    async def run():
-        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as hc, \
-                streamable_http_client(url + "/mcp/", http_client=hc) as (r, w), ClientSession(r, w) as s:
-            await s.initialize()
-            return await calls(s)
-
-    return asyncio.run(run())
+    return mcp_session(url + "/mcp/", token, calls)
 
 
 async def _tool(s, name, args=None):
@@ -95,7 +78,7 @@ async def move_in_place(s):
 
 
 def test_mcp_agent_drives_the_driver_node_through_the_ros2_gateway(tmp_path):
-    port = _port()
+    port = free_port()
     tok = TokenStore(tmp_path / "tokens.json").create("agent", "act")
     url = f"http://127.0.0.1:{port}"
     c = httpx.Client(base_url=url, timeout=5, headers={"Authorization": f"Bearer {tok}"})
@@ -134,10 +117,10 @@ def test_mcp_agent_drives_the_driver_node_through_the_ros2_gateway(tmp_path):
 def test_robot_flag_is_honoured_or_contradiction_named(tmp_path):
     """--robot on --backend ros2: used when the params leave the robot at its default; refused, naming
     both, when the parameters say another robot; a graph publishing another arm's joints is named."""
-    bad = subprocess.run(gateway_command(tmp_path, _port(), "--robot", "panda", ros_args=["-p", "robot:=xarm6"]),
+    bad = subprocess.run(gateway_command(tmp_path, free_port(), "--robot", "panda", ros_args=["-p", "robot:=xarm6"]),
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "panda" in bad.stderr + bad.stdout and "xarm6" in bad.stderr + bad.stdout
-    port = _port()
+    port = free_port()
     tok = TokenStore(tmp_path / "tokens.json").create("reader", "read")
     c = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5, headers={"Authorization": f"Bearer {tok}"})
 
@@ -183,7 +166,7 @@ def test_rest_trajectory_runs_carry_the_controllers_action_result(tmp_path):
     """--backend ros2 against the driver's FollowJointTrajectory action: a REST trajectory's run
     reports the controller's result (succeeded; preempted by the next one); killing the driver
     mid-goal is reported on the run and motion is refused."""
-    port = _port()
+    port = free_port()
     tok = TokenStore(tmp_path / "tokens.json").create("op", "act")
     c = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5, headers={"Authorization": f"Bearer {tok}"})
 
