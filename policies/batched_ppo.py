@@ -8,7 +8,8 @@ running-normalized observations; the critic also sees the episode's time step.
 Shaped reward (the learner's, not the env's): Reach ``-d(tool, goal)``; Push
 ``-d(object, goal) - 0.2 d(tool, push point)`` with the push point 4.5 cm behind the object on
 the side away from the goal, ``-0.1`` per step once the twin's tip rule fired; both ``+0.1`` on
-success.
+success. With ``push_speed_limit_m_s`` Push also loses ``speed - limit`` per step while the
+object slides faster than the limit (PyBullet tips boxes pushed fast; the planar twin cannot).
 
 PyBullet is the judge: every ``eval_every_steps`` the deterministic actor runs on the PyBullet
 env's ``selection`` seeds (and the twin's, for the gap); the best PyBullet evaluation is the
@@ -35,6 +36,8 @@ from simgate.policies.recipes import RecipeConfig
 
 OBS_KEYS = ["observation", "achieved_goal", "desired_goal"]
 PUSH_POINT_BEHIND_M = 0.045
+# Push observation: tool xyz, tool velocity, object xyz, object rpy, object velocity (x, y, z), ...
+OBJECT_PLANAR_VEL = slice(12, 14)
 
 
 def mlp(n_in: int, hidden: list[int], n_out: int) -> tuple[nn.Sequential, nn.Linear]:
@@ -90,7 +93,8 @@ def flat(obs: dict) -> torch.Tensor:
     return torch.cat([obs[k] for k in OBS_KEYS], -1)
 
 
-def shaped_reward(task: str, obs: dict, success: torch.Tensor, tipped: torch.Tensor) -> torch.Tensor:
+def shaped_reward(task: str, obs: dict, success: torch.Tensor, tipped: torch.Tensor,
+                  push_speed_limit_m_s: float | None = None) -> torch.Tensor:
     o, goal = obs["observation"], obs["desired_goal"]
     tool = o[:, :3]
     if task == "reach":
@@ -100,7 +104,11 @@ def shaped_reward(task: str, obs: dict, success: torch.Tensor, tipped: torch.Ten
     away = (obj[:, :2] - goal[:, :2]) / torch.clamp(d_goal[:, None], min=1e-6)
     point = torch.cat([obj[:, :2] + away * PUSH_POINT_BEHIND_M, obj[:, 2:3]], -1)
     d_tool = torch.linalg.vector_norm(tool - point, dim=-1)
-    return -d_goal - 0.2 * d_tool + 0.1 * success - 0.1 * tipped
+    r = -d_goal - 0.2 * d_tool + 0.1 * success - 0.1 * tipped
+    if push_speed_limit_m_s is not None:
+        speed = torch.linalg.vector_norm(o[:, OBJECT_PLANAR_VEL], dim=-1)
+        r = r - torch.clamp(speed - push_speed_limit_m_s, min=0.0)
+    return r
 
 
 class Learner:
@@ -136,7 +144,8 @@ class Learner:
                 obs, _, _, trunc, info = env.step(a.clamp(-1.0, 1.0))
                 final = info.get("final_obs", obs) if bool(trunc.any()) else obs
                 fi = info.get("final_info", info)
-                r = shaped_reward(env.task_name, final, fi["is_success"].float(), fi["tipped"].float())
+                r = shaped_reward(env.task_name, final, fi["is_success"].float(), fi["tipped"].float(),
+                                  self.cfg.push_speed_limit_m_s)
                 xs.append(x), ts.append(t), acts.append(a), logps.append(logp), vals.append(m.value(x, t))
                 rews.append(r), dones.append(trunc.float())
                 self.obs = obs

@@ -57,6 +57,31 @@ def test_vector_contract_autoreset_and_compute_reward():
     pb.close()
 
 
+def test_full_speed_plunges_stop_at_the_table_like_pybullet():
+    """Bang-bang descents (the moves policies learn in the twin): the motors overshoot the IK
+    target, but the table stops the fingers in both simulators."""
+    seeds = list(range(40, 48))
+    acts = np.zeros((12, 3), np.float32)
+    acts[:, 2] = -1.0
+    acts[::3, 0] = 1.0
+    twin = make_twin("simgate/PandaPush-v0", len(seeds))
+    twin.reset(seed=seeds)
+    pb = make("simgate/PandaPush-v0")
+    pb_low = []
+    for s in seeds:
+        pb.reset(seed=s)
+        pb_low.append(min(pb.step(a)[0]["observation"][2] for a in acts))
+    pb.close()
+    tw_low = torch.full((len(seeds),), 9.0)
+    for a in acts:
+        obs = twin.step(torch.tensor(a).expand(len(seeds), 3))[0]
+        tw_low = torch.minimum(tw_low, obs["observation"][:, 2])
+    floor = twin.params.tool_floor_z_m
+    assert min(pb_low) > floor - 2e-3
+    assert float(tw_low.min()) > floor - 2e-3, f"twin tool went to {float(tw_low.min()):.4f} m (table at {floor})"
+    np.testing.assert_allclose(tw_low.numpy(), pb_low, atol=3e-3)
+
+
 @pytest.mark.parametrize("robot", ["panda", "xarm6", "so101"])
 def test_kinematics_thresholds(robot):
     err = kinematics_errors(robot, n=60)

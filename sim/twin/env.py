@@ -268,8 +268,23 @@ class TwinVecEnv(VectorEnv):
                 self.qd = self.qd * damp
             qs.append(self.q)
         self._fk()
+        self._stop_at_table(max(self.params.tool_floor_z_m, 0.0))
         if self.task_name == "push":
             self._push(q0, tool0, jl0, qs, active_n)
+
+    def _stop_at_table(self, floor_z_m: float) -> None:
+        """The table stops the fingers: a tool point the motors drove below its resting height is
+        lifted back along the Jacobian's z row (least joint motion), and the joint velocity loses
+        its downward tool component, as the table contact does in PyBullet."""
+        below = floor_z_m - self.tool[:, 2]
+        if not bool((below > 0).any()):
+            return
+        jz = self.jl[:, 2, :]
+        jj = torch.clamp((jz * jz).sum(-1), min=1e-9)
+        self.q = self.q + jz * (torch.clamp(below, min=0.0) / jj)[:, None]
+        vz = (jz * self.qd).sum(-1)
+        self.qd = self.qd - jz * (torch.clamp(vz, max=0.0) * (below > 0) / jj)[:, None]
+        self._fk()
 
     def _push(self, q0, tool0, jl0, qs, active_n) -> None:
         """Box dynamics over the substeps, the tool interpolated between the exact FK poses at the
