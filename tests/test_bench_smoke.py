@@ -36,9 +36,48 @@ def test_time_to_solve_smoke(tmp_path):
 
 
 def test_research_efficiency_smoke(tmp_path):
+    md = tmp_path / "table.md"
     res = _run(["bench/research_efficiency.py", "--trials", "2", "--trial-steps", "300", "--holdout-episodes", "3",
-                "--wall-s", "120"], tmp_path)
-    assert set(res) == {"simgate", "random_search", "rl_zoo_style"} and all(r["trials"] == 2 for r in res.values())
+                "--wall-s", "120", "--repeats", "1", "--workers", "1", "--markdown", str(md)], tmp_path)
+    methods = {"simgate", "random_search", "rl_zoo_style"}
+    assert {s["method"] for s in res["studies"]} == methods and all(s["trials"] == 2 for s in res["studies"])
+    assert set(res["summary"]) == methods
+    for label, m in res["summary"].items():
+        assert m["studies"] == 1 and 0.0 <= m["holdout_success"]["mean"] <= 1.0 and m["trials_per_hour_mean"] > 0
+        assert (m["false_keeps_caught"] is None) == (label == "rl_zoo_style")
+    text = md.read_text()
+    assert "--repeats 1" in text.splitlines()[0] and "| method | studies | holdout success mean +- std |" in text
+
+
+def test_research_efficiency_summary():
+    """The false-keep count and the summary over repeats, on made-up ledger records and studies."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("research_efficiency", ROOT / "bench" / "research_efficiency.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def rec(trial, status, claimed, parent):
+        return {"trial": trial, "status": status, "parent": parent, "reported": {"claimed": claimed}}
+
+    trials = [rec(0, "keep", 0.5, None), rec(1, "discard", 0.6, 0), rec(2, "rejected", 0.9, 0),
+              rec(3, "discard", 0.4, 0), rec(4, "keep", 0.7, 0), rec(5, "discard", 0.65, 4), rec(6, "pruned", None, 4)]
+    assert bench.false_keeps_caught(trials, 1.0) == 2  # trials 1 and 2 claimed more than incumbent 0
+    assert bench.false_keeps_caught(trials, -1.0) == 2  # minimizing: trials 3 and 5
+
+    def study(method, seed, hold, fk):
+        return {"method": method, "study_seed": seed, "holdout_success": hold, "claimed": 0.9,
+                "false_keeps_caught": fk, "trials_per_hour": 4.0}
+
+    studies = [study("simgate", 0, 0.8, 1), study("simgate", 1, 0.9, 2), study("random_search", 0, 0.5, 0),
+               study("random_search", 1, 0.85, 1), study("rl_zoo_style", 0, 0.3, None),
+               study("rl_zoo_style", 1, None, None)]
+    summ = bench.summarize(studies)
+    h = summ["simgate"]["holdout_success"]
+    assert h["n"] == 2 and abs(h["mean"] - 0.85) < 1e-9 and h["min"] == 0.8 and h["max"] == 0.9 and h["std"] > 0
+    assert summ["simgate"]["false_keeps_caught"] == 3 and summ["rl_zoo_style"]["false_keeps_caught"] is None
+    assert summ["rl_zoo_style"]["holdout_success"]["n"] == 1  # a study without a pick is not averaged in
+    assert bench.separations(summ) == ["simgate > rl_zoo_style", "random_search > rl_zoo_style"]
 
 
 def test_gateway_latency_smoke(tmp_path):
