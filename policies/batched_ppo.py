@@ -38,6 +38,7 @@ OBS_KEYS = ["observation", "achieved_goal", "desired_goal"]
 PUSH_POINT_BEHIND_M = 0.045
 # Push observation: tool xyz, tool velocity, object xyz, object rpy, object velocity (x, y, z), ...
 OBJECT_PLANAR_VEL = slice(12, 14)
+CONSTANT_FEATURE_VAR = 1e-12  # no training batch varied the feature more than this: the twin holds it constant
 
 
 def mlp(n_in: int, hidden: list[int], n_out: int) -> tuple[nn.Sequential, nn.Linear]:
@@ -51,14 +52,16 @@ def mlp(n_in: int, hidden: list[int], n_out: int) -> tuple[nn.Sequential, nn.Lin
 class RunningNorm:
     """Running mean/variance of observation features (merged per batch)."""
 
-    def __init__(self, n: int, device, var_floor: float = 1e-4) -> None:
-        self.var_floor = var_floor
+    def __init__(self, n: int, device, var_floor: float = 1e-4, ignore_constant: bool = False) -> None:
+        self.var_floor, self.ignore_constant = var_floor, ignore_constant
         self.mean = torch.zeros(n, device=device)
         self.var = torch.ones(n, device=device)
         self.count = 1e-4
+        self.max_batch_var = torch.zeros(n, device=device)
 
     def update(self, x: torch.Tensor) -> None:
         b_mean, b_var, b_n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        self.max_batch_var = torch.maximum(self.max_batch_var, b_var)
         tot = self.count + b_n
         delta = b_mean - self.mean
         self.mean = self.mean + delta * b_n / tot
@@ -66,7 +69,10 @@ class RunningNorm:
         self.count = tot
 
     def std(self) -> torch.Tensor:
-        return torch.sqrt(self.var + self.var_floor)
+        std = torch.sqrt(self.var + self.var_floor)
+        if self.ignore_constant:  # a feature that never varied in training reads 0 whatever its value
+            std = torch.where(self.max_batch_var < CONSTANT_FEATURE_VAR, torch.full_like(std, 1e6), std)
+        return std
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.clamp((x - self.mean) / self.std(), -10.0, 10.0)
@@ -123,7 +129,7 @@ class Learner:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate)
         # the variance floor keeps features the twin holds constant (box roll/pitch, vertical
         # speeds) from turning PyBullet's small non-zero values into huge normalized inputs
-        self.norm = RunningNorm(n_obs, self.device, cfg.norm_obs_epsilon)
+        self.norm = RunningNorm(n_obs, self.device, cfg.norm_obs_epsilon, cfg.ignore_constant_features)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.obs, _ = env.reset(seed=cfg.seed * 1_000_003)
         self.steps = 0
@@ -208,12 +214,14 @@ class Learner:
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "norm": [self.norm.mean, self.norm.var,
-                self.norm.count], "steps": self.steps, "gen": self.gen.get_state()}
+                self.norm.count, self.norm.max_batch_var], "steps": self.steps, "gen": self.gen.get_state()}
 
     def load_state_dict(self, s: dict) -> None:
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["opt"])
-        self.norm.mean, self.norm.var, self.norm.count = s["norm"]
+        self.norm.mean, self.norm.var, self.norm.count = s["norm"][:3]
+        if len(s["norm"]) > 3:
+            self.norm.max_batch_var = s["norm"][3]
         self.steps = int(s["steps"])
         self.gen.set_state(s["gen"])
 

@@ -56,6 +56,10 @@ class RecipeConfig(BaseModel):
     ent_coef: float = 0.0
     gae_lambda: float = Field(0.95, gt=0, le=1, description="twin_ppo: GAE lambda")
     clip_range: float = Field(0.2, gt=0, description="twin_ppo: PPO ratio clip")
+    ignore_constant_features: bool = Field(
+        False, description="twin_ppo: observation features the twin never varies in training (a planar box's roll, "
+                           "pitch and vertical speeds, the goal height) read 0 in the policy, so PyBullet's small "
+                           "non-zero values cannot steer a policy that never learned what they mean")
     push_speed_limit_m_s: float | None = Field(
         None, gt=0, description="twin_ppo, Push: the learner's reward loses (speed - limit) per step while the object "
                                 "slides faster than this (m/s). PyBullet tips a box pushed faster than ~0.5 m/s, "

@@ -138,6 +138,39 @@ def test_twin_ppo_recipe_end_to_end(tmp_path):
     assert json.loads((tmp_path / "run.json").read_text())["trained_in"] == "twin"
 
 
+def test_push_recipe_ignores_what_the_twin_never_varies(tmp_path):
+    """`simgate train` with a Push twin recipe: the exported policy's action does not depend on
+    the box's roll/pitch or vertical speeds (always 0 in the planar twin), but does on its position."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from simgate.policies.export import TorchPolicy
+
+    recipe = {"env_id": "simgate/PandaPush-v0", "algo": "twin_ppo", "num_envs": 64, "n_steps": 50,
+              "total_steps": 6400, "eval_every_steps": 6400, "eval_episodes": 2, "checkpoint_every_steps": 6400,
+              "net_arch": [32, 32], "batch_size": 1024, "ignore_constant_features": True,
+              "push_speed_limit_m_s": 0.4, "device": "cpu"}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    subprocess.run([sys.executable, "-m", "simgate.cli", "train", "--config", str(tmp_path / "r.yaml"), "--out",
+                    str(tmp_path / "run")], check=True, capture_output=True, timeout=300)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["ignore_constant_features"] is True and saved["push_speed_limit_m_s"] == 0.4
+    pol = TorchPolicy(tmp_path / "run" / "policy.ts")
+    env = make("simgate/PandaPush-v0")
+    obs, _ = env.reset(seed=3)
+    env.close()
+    base = pol.act(obs)
+    tilted = {k: v.copy() for k, v in obs.items()}
+    tilted["observation"][[9, 10, 14, 15, 16]] = [0.3, -0.2, 0.05, 1.0, -1.0]  # roll, pitch, vz, wx, wy
+    np.testing.assert_allclose(pol.act(tilted), base, atol=1e-6)  # (x - mean) / 1e6
+    moved = {k: v.copy() for k, v in obs.items()}
+    moved["observation"][6:8] += 0.05
+    moved["achieved_goal"][:2] += 0.05
+    assert np.abs(pol.act(moved) - base).max() > 1e-4
+
+
 def test_twin_throughput_bench_smoke(tmp_path):
     import subprocess
     import sys
