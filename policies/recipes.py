@@ -88,9 +88,12 @@ def default_recipe(env_id: str = "simgate/PandaReach-v0", algo: Algo | None = No
     algo = algo or ("ppo" if dense else "sac")
     base: dict = {"env_id": env_id, "algo": algo}
     if algo == "twin_ppo":  # batched PPO in the twin, judged in PyBullet (docs/recipes/*twin*)
-        base.update(num_envs=1024, n_steps=50, n_epochs=5, batch_size=8192, learning_rate=3e-4, gamma=0.98,
+        base.update(num_envs=512, n_steps=50, n_epochs=5, batch_size=4096, learning_rate=1e-3, gamma=0.98,
                     net_arch=[128, 128], her_n_sampled_goal=0, total_steps=50_000_000, eval_every_steps=1_000_000,
-                    eval_episodes=100, checkpoint_every_steps=2_000_000)
+                    eval_episodes=100, checkpoint_every_steps=2_000_000, norm_obs_epsilon=0.01,
+                    ignore_constant_features=True)
+        if "Push" in env_id:  # docs/twin.md: gentle pushes transfer to PyBullet
+            base.update(push_speed_limit_m_s=0.4)
     elif algo == "ppo":
         base.update(learning_rate=3e-4, batch_size=64, gamma=0.98, net_arch=[64, 64], n_steps=512,
                     her_n_sampled_goal=0, num_envs=4, num_workers=1)
