@@ -41,6 +41,14 @@ OBJECT_PLANAR_VEL = slice(12, 14)
 CONSTANT_FEATURE_VAR = 1e-12  # no training batch varied the feature more than this: the twin holds it constant
 
 
+def constant_feature_var(env) -> float:
+    """A feature the twin holds constant still varies by the observation noise it trains under
+    (std up to ``obs_noise_std.high``): below twice that noise it counts as constant."""
+    rand = getattr(env, "randomization", None)
+    noise = getattr(rand, "obs_noise_std", None) if rand is not None else None
+    return max(CONSTANT_FEATURE_VAR, (2.0 * noise.high) ** 2) if noise is not None else CONSTANT_FEATURE_VAR
+
+
 def mlp(n_in: int, hidden: list[int], n_out: int) -> tuple[nn.Sequential, nn.Linear]:
     layers: list[nn.Module] = []
     for h in hidden:
@@ -52,8 +60,9 @@ def mlp(n_in: int, hidden: list[int], n_out: int) -> tuple[nn.Sequential, nn.Lin
 class RunningNorm:
     """Running mean/variance of observation features (merged per batch)."""
 
-    def __init__(self, n: int, device, var_floor: float = 1e-4, ignore_constant: bool = False) -> None:
-        self.var_floor, self.ignore_constant = var_floor, ignore_constant
+    def __init__(self, n: int, device, var_floor: float = 1e-4, ignore_constant: bool = False,
+                 constant_var: float = CONSTANT_FEATURE_VAR) -> None:
+        self.var_floor, self.ignore_constant, self.constant_var = var_floor, ignore_constant, constant_var
         self.mean = torch.zeros(n, device=device)
         self.var = torch.ones(n, device=device)
         self.count = 1e-4
@@ -71,7 +80,7 @@ class RunningNorm:
     def std(self) -> torch.Tensor:
         std = torch.sqrt(self.var + self.var_floor)
         if self.ignore_constant:  # a feature that never varied in training reads 0 whatever its value
-            std = torch.where(self.max_batch_var < CONSTANT_FEATURE_VAR, torch.full_like(std, 1e6), std)
+            std = torch.where(self.max_batch_var < self.constant_var, torch.full_like(std, 1e6), std)
         return std
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,7 +138,8 @@ class Learner:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate)
         # the variance floor keeps features the twin holds constant (box roll/pitch, vertical
         # speeds) from turning PyBullet's small non-zero values into huge normalized inputs
-        self.norm = RunningNorm(n_obs, self.device, cfg.norm_obs_epsilon, cfg.ignore_constant_features)
+        self.norm = RunningNorm(n_obs, self.device, cfg.norm_obs_epsilon, cfg.ignore_constant_features,
+                                constant_feature_var(env))
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.obs, _ = env.reset(seed=cfg.seed * 1_000_003)
         self.steps = 0

@@ -211,7 +211,7 @@ class TwinVecEnv(VectorEnv):
         self.commands_clipped += clipped.long()
         self.joint_limit_hits += hit.long()
         self.target = sent
-        self._advance(sent)
+        self._advance(sent, tgt[:, 2])
         self.steps += 1
         obs = self._obs()
         success = self._success()
@@ -243,8 +243,8 @@ class TwinVecEnv(VectorEnv):
         lat = self.dr["action_latency_steps"].long()
         return self.pending[torch.arange(self.num_envs, device=self.device), lat]
 
-    def _advance(self, target) -> None:
-        """Motor substeps (and the box for Push); FK at the end."""
+    def _advance(self, target, target_z) -> None:
+        """Motor substeps (and the box for Push); FK at the end. ``target_z``: the commanded tool height."""
         p = self.params
         dt = TIME_STEP_S
         n_sub = self.substeps
@@ -268,7 +268,9 @@ class TwinVecEnv(VectorEnv):
                 self.qd = self.qd * damp
             qs.append(self.q)
         self._fk()
-        self._stop_at_table(max(self.params.tool_floor_z_m, 0.0))
+        floor = max(self.params.tool_floor_z_m, 0.0)
+        self._stop_at_table(floor)
+        qs = self._stick_on_table(q0, tool0, target_z, floor, qs)
         if self.task_name == "push":
             self._push(q0, tool0, jl0, qs, active_n)
 
@@ -285,6 +287,24 @@ class TwinVecEnv(VectorEnv):
         vz = (jz * self.qd).sum(-1)
         self.qd = self.qd - jz * (torch.clamp(vz, max=0.0) * (below > 0) / jj)[:, None]
         self._fk()
+
+    def _stick_on_table(self, q0, tool0, target_z, floor_z_m: float, qs):
+        """Fingers pressed on a high-friction table stick: PyBullet's arm cannot drag them (finger-table
+        coefficient = lateral_friction^2, the product of both bodies'; nominal 0.25). An env whose tool
+        started on the table, ends on it and was not commanded up keeps its pose and loses its speed."""
+        if not self.randomization.enabled:
+            return qs
+        mu = self.dr["lateral_friction"] ** 2
+        slack = 1e-3 * self.scale
+        stuck = ((mu >= self.params.finger_table_stick_mu) & (tool0[:, 2] <= floor_z_m + slack)
+                 & (self.tool[:, 2] <= floor_z_m + slack) & (target_z <= floor_z_m + slack))
+        if not bool(stuck.any()):
+            return qs
+        s = stuck[:, None]
+        self.q = torch.where(s, q0, self.q)
+        self.qd = torch.where(s, torch.zeros_like(self.qd), self.qd)
+        self._fk()
+        return [torch.where(s, q0, q) for q in qs]
 
     def _push(self, q0, tool0, jl0, qs, active_n) -> None:
         """Box dynamics over the substeps, the tool interpolated between the exact FK poses at the

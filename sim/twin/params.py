@@ -32,6 +32,8 @@ class TwinParams(BaseModel):
     contact_substeps: int = Field(5, ge=1, description="box/contact updates per control step (motor: every 2 ms)")
     tip_min_z_m: float = Field(0.03, description="tip rule: contact with the tool at least this high ...")
     tip_penetration_m: float = Field(0.006, description="... and deeper than this freezes the box (PyBullet tilts it)")
+    finger_table_stick_mu: float = Field(0.5, gt=0, description="finger-table coefficient at and above which fingers "
+                                         "pressed on the table stick (Panda in PyBullet: stuck at 0.64-1.44 in some poses, pressing down or not)")
     fit: dict[str, float] = Field(default_factory=dict, description="fit figures (one-step errors vs PyBullet)")
 
 
