@@ -95,7 +95,7 @@ def _slide_on_table(env_step, reset, friction, action):
 
 
 def test_fingers_on_a_high_friction_table_stick_like_pybullet():
-    """Under the preset's high friction (finger-table coefficient lateral_friction^2 >= 1) PyBullet's
+    """Under the preset's high friction (finger-table coefficient lateral_friction^2 >= 0.5) PyBullet's
     Panda cannot drag fingers pressed on the table: policies trained in a frictionless-table twin
     slid along the table and stalled in PyBullet. The twin now sticks too; lifting frees it."""
     def pybullet(friction, action):
