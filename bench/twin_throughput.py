@@ -1,10 +1,13 @@
 """Twin throughput next to PyBullet, same run: env steps/s of the batched torch twin at
-1 / 256 / 4,096 / 65,536 envs (CPU, one torch thread; and CUDA eager when a GPU is present),
-PyBullet's per-process rate on the same task, their ratio at 4,096 envs, the PPO learner's
-minibatch updates/s and, on CUDA, peak GPU memory. Random actions in [-1, 1].
+1 / 256 / 4,096 / 65,536 envs (CPU, one torch thread; and, when a GPU is present, CUDA eager and
+CUDA graphs: one captured step replayed, ``make_twin(..., cuda_graph=True)``), PyBullet's
+per-process rate on the same task, their ratio at 4,096 envs, the PPO learner's minibatch
+updates/s and, on CUDA, peak GPU memory and the graph's capture time. Random actions in [-1, 1].
 
     python bench/twin_throughput.py --json out/twin_throughput.json
-CUDA graphs / torch.compile are not implemented yet: the CUDA row is eager mode.
+
+A machine without pybullet (the GPU image) reports ``pybullet_steps_per_s: null``; compare its
+twin rates with PyBullet's rate measured on the CPU machine, and say so.
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ import torch
 TASKS = {"reach": "simgate/PandaReach-v0", "push": "simgate/PandaPush-v0"}
 
 
-def pybullet_rate(env_id: str, steps: int) -> float:
+def pybullet_rate(env_id: str, steps: int) -> float | None:
+    try:
+        import pybullet  # noqa: F401
+    except ImportError:
+        return None
     from simgate.sim import make
 
     env = make(env_id)
@@ -37,22 +44,25 @@ def pybullet_rate(env_id: str, steps: int) -> float:
     return rate
 
 
-def twin_rate(env_id: str, n: int, device: str, min_s: float = 1.0) -> float:
+def twin_rate(env_id: str, n: int, device: str, min_s: float = 1.0, cuda_graph: bool = False) -> tuple[float, float]:
+    """(env steps/s, seconds of the first three steps: the graph's capture and warm-up)."""
     from simgate.sim.twin.env import make_twin
 
-    env = make_twin(env_id, n, device=device)
+    env = make_twin(env_id, n, device=device, cuda_graph=cuda_graph)
     env.reset(seed=0)
     a = torch.rand(n, 3, device=device) * 2 - 1
+    t0 = time.perf_counter()
     for _ in range(3):
         env.step(a)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     sync()
+    first_s = time.perf_counter() - t0
     k, t = 0, time.perf_counter()
     while time.perf_counter() - t < min_s or k < 3:
         env.step(a)
         k += 1
         sync()
-    return n * k / (time.perf_counter() - t)
+    return n * k / (time.perf_counter() - t), first_s
 
 
 def learner_rate(env_id: str, device: str, num_envs: int = 1024, iters: int = 2) -> float:
@@ -78,24 +88,36 @@ def main() -> None:
     ap.add_argument("--pybullet-steps", type=int, default=1500)
     ap.add_argument("--tasks", default="reach,push")
     ap.add_argument("--learner-envs", type=int, default=1024, help="envs of the rollout the PPO update timing uses")
+    ap.add_argument("--cpu-envs", default=None, help="env counts on CPU (default: --envs)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = ["cpu"] + (["cuda", "cuda_graph"] if torch.cuda.is_available() else [])
     out: dict = {"torch_threads": 1, "devices": devices, "tasks": {}}
     for task in args.tasks.split(","):
         env_id = TASKS[task]
-        row: dict = {"pybullet_steps_per_s": round(pybullet_rate(env_id, args.pybullet_steps), 1)}
+        pb = pybullet_rate(env_id, args.pybullet_steps)
+        row: dict = {"pybullet_steps_per_s": None if pb is None else round(pb, 1)}
         for dev in devices:
-            for n in (int(x) for x in args.envs.split(",")):
-                if dev == "cuda":
+            device, graph = ("cuda", True) if dev == "cuda_graph" else (dev, False)
+            counts = args.cpu_envs if dev == "cpu" and args.cpu_envs else args.envs
+            for n in (int(x) for x in counts.split(",")):
+                if device == "cuda":
                     torch.cuda.reset_peak_memory_stats()
-                row[f"twin_{dev}_{n}_steps_per_s"] = round(twin_rate(env_id, n, dev), 1)
-                if dev == "cuda":
-                    row[f"twin_cuda_{n}_peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-            row[f"learner_{dev}_updates_per_s"] = round(learner_rate(env_id, dev, args.learner_envs), 2)
-        if "twin_cpu_4096_steps_per_s" in row:
-            row["ratio_cpu_4096_over_pybullet"] = round(row["twin_cpu_4096_steps_per_s"] / row["pybullet_steps_per_s"], 1)
+                try:
+                    rate, first_s = twin_rate(env_id, n, device, cuda_graph=graph)
+                except Exception as exc:  # noqa: BLE001 - a failed mode is reported, the others still run
+                    row[f"twin_{dev}_{n}_error"] = f"{type(exc).__name__}: {exc}"[:300]
+                    continue
+                row[f"twin_{dev}_{n}_steps_per_s"] = round(rate, 1)
+                if device == "cuda":
+                    row[f"twin_{dev}_{n}_peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+                    row[f"twin_{dev}_{n}_first_3_steps_s"] = round(first_s, 3)
+            if not graph:
+                row[f"learner_{dev}_updates_per_s"] = round(learner_rate(env_id, dev, args.learner_envs), 2)
+        for dev in ("cpu", "cuda", "cuda_graph"):
+            if pb and f"twin_{dev}_4096_steps_per_s" in row:
+                row[f"ratio_{dev}_4096_over_pybullet"] = round(row[f"twin_{dev}_4096_steps_per_s"] / pb, 1)
         out["tasks"][task] = row
         print(json.dumps({task: row}, indent=2), flush=True)
     if args.json:

@@ -72,6 +72,8 @@ class RecipeConfig(BaseModel):
     init_from: str | None = Field(None, description="fine-tune: start from this run's latest checkpoint (weights, "
                                                    "replay buffer, normalization); steps continue from its count")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cuda_graph: bool = Field(False, description="twin_ppo on CUDA: capture one twin step in a CUDA graph and replay "
+                                                "it (sim/twin/graph.py); ignored on CPU")
     torch_threads: int = Field(1, ge=1)
 
     @model_validator(mode="after")

@@ -7,6 +7,14 @@ device; ``infos`` holds ``is_success`` (N,), ``tipped`` (N,) (the tip rule fired
 frozen and the episode cannot succeed) and, at episode ends, ``final_obs`` (dict of tensors)
 with the mask ``_final_obs`` and ``final_info = {"is_success": (N,)}``.
 
+Sync-free steps (``sync_free=True``, implied by ``cuda_graph=True``): the step never reads a
+tensor back to Python (no early exits, autoreset always runs masked, a jittered control period
+runs its longest substep count with the rest masked), so it can be captured in a CUDA graph;
+``infos`` then always carries ``final_obs`` with its ``_final_obs`` mask. ``cuda_graph=True``
+(CUDA only) captures one step at the first ``step`` and replays it (``sim/twin/graph.py``):
+the returned tensors are rewritten by the next step, so copy what you keep; randomness then
+comes from the default CUDA generator, seeded by ``reset(seed=...)``.
+
 Seeds: ``reset(seed=s)`` draws env i's randomization and goals from ``np.random.default_rng(s + i)``
 exactly as ``ArmEnv.reset(seed=s + i)`` does (same goals and objects as PyBullet on the same
 seeds); autoresets draw from one seeded torch generator, batched.
@@ -45,7 +53,8 @@ class TwinVecEnv(VectorEnv):
     def __init__(self, robot: str | RobotSpec = "panda", task: str = "reach", num_envs: int = 1024,
                  reward_type: str = "sparse", randomization=None, max_episode_steps: int = 50,
                  device: str = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0,
-                 max_ee_step_m: float = 0.05, params: TwinParams | None = None) -> None:
+                 max_ee_step_m: float = 0.05, params: TwinParams | None = None, sync_free: bool = False,
+                 cuda_graph: bool = False) -> None:
         self.spec_robot = spec = resolve_spec(robot)
         if task not in TWIN_TASKS:
             raise ConfigError(f"the twin has tasks {TWIN_TASKS}; {task!r} stays PyBullet-only")
@@ -75,6 +84,15 @@ class TwinVecEnv(VectorEnv):
         self.accel_neg = torch.tensor(self.params.accel_limit_neg_rad_s2 or self.params.accel_limit_rad_s2, **t)
         self.down = None if spec.ee_down_orientation is None else torch.tensor(spec.ee_down_orientation, **t)
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
+        self.sync_free = sync_free or cuda_graph
+        self._consts: dict[tuple, torch.Tensor] = {}
+        self._graph = None
+        if cuda_graph:
+            from simgate.sim.twin.graph import CudaGraphStep
+
+            self._graph = CudaGraphStep(self)
+        jitter = self.randomization.control_period_jitter
+        self.max_substeps = max(1, int(round(self.substeps * (1.0 + (jitter.high if jitter else 0.0)))))
         n_obs = 6 + (12 if task == "push" else 0)
         single_obs = spaces.Dict({"observation": spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
                                   "achieved_goal": spaces.Box(-np.inf, np.inf, (3,), np.float32),
@@ -126,8 +144,15 @@ class TwinVecEnv(VectorEnv):
                 val = r.low + u * (r.high - r.low)
             self.dr[name] = torch.where(mask, val, self.dr[name])
 
+    def _const(self, values) -> torch.Tensor:
+        """A constant on the twin's device, built on first use (no host copy inside a CUDA graph)."""
+        key = tuple(values)
+        if key not in self._consts:
+            self._consts[key] = torch.tensor(key, device=self.device, dtype=self.dtype)
+        return self._consts[key]
+
     def _uniform(self, lo, hi, n: int, k: int):
-        lo, hi = torch.tensor(lo, device=self.device, dtype=self.dtype), torch.tensor(hi, device=self.device, dtype=self.dtype)
+        lo, hi = self._const(lo), self._const(hi)
         return lo + torch.rand(n, k, generator=self.gen, device=self.device, dtype=self.dtype) * (hi - lo)
 
     def _reset_envs(self, mask, seeds: list[int] | None = None) -> None:
@@ -196,12 +221,27 @@ class TwinVecEnv(VectorEnv):
         seeds = None
         if seed is not None:
             seeds = [seed + i for i in range(n)] if isinstance(seed, int) else list(seed)
-            self.gen.manual_seed(int(seeds[0]))
-        self._reset_envs(torch.ones(n, dtype=torch.bool, device=self.device), seeds)
+            self.seed_generator(int(seeds[0]))
+        everyone = torch.ones(n, dtype=torch.bool, device=self.device)
+        if self._graph is not None:
+            self._graph.run_eager(self._reset_envs, everyone, seeds)
+        else:
+            self._reset_envs(everyone, seeds)
         obs = self._obs()
         return obs, {"is_success": self._success(), "tipped": self.tipped.clone()}
 
+    def seed_generator(self, seed: int) -> None:
+        if self.gen is None:  # CUDA graph mode: the default CUDA generator
+            torch.cuda.manual_seed(seed)
+        else:
+            self.gen.manual_seed(seed)
+
     def step(self, actions):
+        if self._graph is not None:
+            return self._graph.step(actions)
+        return self._step(actions)
+
+    def _step(self, actions):
         a = torch.as_tensor(actions, device=self.device, dtype=self.dtype).clamp(-1.0, 1.0)
         a = self._perturb_actions(a)
         floor = max(self.params.tool_floor_z_m, 0.0)
@@ -219,7 +259,7 @@ class TwinVecEnv(VectorEnv):
         truncated = self.steps >= self.max_episode_steps
         terminated = torch.zeros_like(truncated)
         infos = {"is_success": success, "tipped": self.tipped.clone()}
-        if bool(truncated.any()):
+        if self.sync_free or bool(truncated.any()):
             infos["final_obs"] = {k: v.clone() for k, v in obs.items()}
             infos["_final_obs"] = truncated.clone()
             infos["final_info"] = {"is_success": success.clone(), "tipped": self.tipped.clone()}
@@ -253,7 +293,7 @@ class TwinVecEnv(VectorEnv):
             jit = self.dr["control_period_jitter"]
             u = torch.rand(self.num_envs, generator=self.gen, device=self.device, dtype=self.dtype) * 2 - 1
             active_n = torch.clamp(torch.round(n_sub * (1.0 + jit * u)), min=1)
-            n_sub = int(active_n.max())
+            n_sub = self.max_substeps if self.sync_free else int(active_n.max())
             accel = self.accel / self.dr["link_mass_scale"][:, None]
             accel_neg = self.accel_neg / self.dr["link_mass_scale"][:, None]
             damp = torch.exp(-self.dr["joint_damping"] * dt)[:, None]
@@ -279,7 +319,7 @@ class TwinVecEnv(VectorEnv):
         lifted back along the Jacobian's z row (least joint motion), and the joint velocity loses
         its downward tool component, as the table contact does in PyBullet."""
         below = floor_z_m - self.tool[:, 2]
-        if not bool((below > 0).any()):
+        if not self.sync_free and not bool((below > 0).any()):
             return
         jz = self.jl[:, 2, :]
         jj = torch.clamp((jz * jz).sum(-1), min=1e-9)
@@ -298,7 +338,7 @@ class TwinVecEnv(VectorEnv):
         slack = 1e-3 * self.scale
         stuck = ((mu >= self.params.finger_table_stick_mu) & (tool0[:, 2] <= floor_z_m + slack)
                  & (self.tool[:, 2] <= floor_z_m + slack) & (target_z <= floor_z_m + slack))
-        if not bool(stuck.any()):
+        if not self.sync_free and not bool(stuck.any()):
             return qs
         s = stuck[:, None]
         self.q = torch.where(s, q0, self.q)
@@ -314,7 +354,7 @@ class TwinVecEnv(VectorEnv):
         lin_end = tool0 + (jl0 * (qs[-1] - q0)[:, None, :]).sum(-1)
         corr = self.tool - lin_end
         ydir = self._tool_y_xy()
-        offsets = torch.tensor([o * self.scale for o in p.pusher_offsets_m], device=self.device, dtype=self.dtype)[None, :, None]
+        offsets = self._const([o * self.scale for o in p.pusher_offsets_m])[None, :, None]
         mu_t = p.table_friction * (self.dr["lateral_friction"] / 0.5) ** 2
         mu_f = p.finger_friction * self.dr["lateral_friction"] / 0.5
         contact_z = 2.0 * box["h"] + p.tool_floor_z_m

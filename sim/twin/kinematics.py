@@ -98,13 +98,14 @@ class Kinematics:
         self._segs = [(p.to(device, dtype), q.to(device, dtype), c) for p, q, c in self.segments]
         self._axes = [torch.tensor(c.axis, dtype=dtype, device=device) for _, _, c in self.segments]
         self.base = torch.tensor(spec.base_position, dtype=dtype, device=device)
+        self._identity = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=dtype, device=device)  # built once: graph-safe
 
     def forward(self, q: torch.Tensor, jacobian: bool = True):
         """Tool position (N, 3), orientation xyzw (N, 4) and, with ``jacobian``, the linear and
         angular Jacobians (N, 3, dof) of the tool point for arm joints ``q`` (N, dof)."""
         n = q.shape[0]
         pos = self.base.expand(n, 3)
-        quat = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=q.dtype, device=q.device).expand(n, 4)
+        quat = self._identity.to(q.dtype).expand(n, 4)
         origins, axes = [], []
         for (p_off, q_off, c), axis in zip(self._segs, self._axes, strict=True):
             pos = pos + quat_rotate(quat, p_off.expand(n, 3))

@@ -1,0 +1,109 @@
+"""Push trained on a GPU, judged by PyBullet: wall time to >= 90 % on 200 PyBullet holdout goals.
+
+The GPU machine has no PyBullet, so the run has two halves:
+
+    # on the GPU machine: the twin recipe on CUDA with CUDA graphs, an actor snapshot every
+    # --snapshot-every-s of wall time (the clock starts before the twin is built and the graph captured)
+    python bench/twin_gpu_push.py train --out out/gpu_push.pt --max-wall-s 240 --set num_envs=4096
+    # on a machine with PyBullet: every snapshot on the holdout goals; the first >= 90 % stops the clock
+    python bench/twin_gpu_push.py judge out/gpu_push.pt --holdout 200 --json out/gpu_push_judged.json
+
+``--set key=value`` overrides the recipe (docs/recipes/panda_push_twin_ppo.yaml); values are YAML.
+Like ``bench/time_to_solve.py --task push``, the clock stops at the first snapshot whose holdout
+result reaches the bar (the holdout picks the stopping point, as there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "docs" / "recipes" / "panda_push_twin_ppo.yaml"
+
+
+def train(args) -> None:
+    from simgate.policies.batched_ppo import Learner
+    from simgate.policies.recipes import load_recipe
+    from simgate.sim.twin.env import make_twin
+
+    overrides = {"device": "cuda", "cuda_graph": True, **{k: yaml.safe_load(v) for k, v in
+                                                          (kv.split("=", 1) for kv in args.set)}}
+    cfg = load_recipe(RECIPE, **overrides)
+    t0 = time.perf_counter()
+    env = make_twin(cfg.env_id, cfg.num_envs, randomization=cfg.randomization, device=cfg.device, seed=cfg.seed,
+                    cuda_graph=cfg.cuda_graph)
+    learner = Learner(cfg, env, cfg.device)
+    snaps, next_snap, iters = [], args.snapshot_every_s, 0
+    while time.perf_counter() - t0 < args.max_wall_s and learner.steps < cfg.total_steps:
+        stats = learner.update(learner.collect())
+        iters += 1
+        wall = time.perf_counter() - t0
+        if wall >= next_snap or iters == 1:
+            snaps.append({"steps": learner.steps, "wall_s": round(wall, 2), "iters": iters,
+                          "twin_step_success": stats["twin/step_success"], "actor": learner.actor()})
+            next_snap = wall + args.snapshot_every_s
+            print(f"{wall:7.1f} s  {learner.steps / 1e6:6.1f} M steps  twin step success "
+                  f"{stats['twin/step_success']:.3f}", flush=True)
+    meta = {"config": cfg.model_dump(), "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "torch": torch.__version__, "iterations": iters, "steps": learner.steps,
+            "steps_per_s": round(learner.steps / (time.perf_counter() - t0), 1),
+            "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None}
+    print(json.dumps({k: v for k, v in meta.items() if k != "config"}), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"meta": meta, "snapshots": snaps}, args.out)
+
+
+def judge(args) -> None:
+    from simgate.policies.batched_ppo import pybullet_eval
+    from simgate.policies.evaluation import seeds_for
+    from simgate.policies.recipes import RecipeConfig
+
+    blob = torch.load(args.snapshots, weights_only=False)
+    cfg = RecipeConfig(**{**blob["meta"]["config"], "device": "cpu"})
+    seeds = seeds_for("holdout", args.holdout)
+    rows, solved = [], None
+    for snap in blob["snapshots"][args.skip::args.every]:
+        res = pybullet_eval(snap["actor"], cfg, seeds)
+        row = {k: snap[k] for k in ("steps", "wall_s", "twin_step_success")} | {"holdout_success": res.success_rate}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if solved is None and res.success_rate >= args.bar:
+            solved = row
+            if args.stop:
+                break
+    out = {"meta": {k: v for k, v in blob["meta"].items() if k != "config"}, "holdout_goals": args.holdout,
+           "bar": args.bar, "solved": solved, "curve": rows}
+    print(json.dumps({"solved": solved}), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--max-wall-s", type=float, default=300.0)
+    t.add_argument("--snapshot-every-s", type=float, default=10.0)
+    t.add_argument("--set", action="append", default=[], help="recipe override key=value (YAML value)")
+    j = sub.add_parser("judge")
+    j.add_argument("snapshots", type=Path)
+    j.add_argument("--holdout", type=int, default=200)
+    j.add_argument("--bar", type=float, default=0.9)
+    j.add_argument("--skip", type=int, default=0, help="leave out the first N snapshots")
+    j.add_argument("--every", type=int, default=1, help="judge every k-th snapshot")
+    j.add_argument("--stop", action="store_true", help="stop at the first snapshot that reaches the bar")
+    j.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    train(args) if args.cmd == "train" else judge(args)
+
+
+if __name__ == "__main__":
+    main()
