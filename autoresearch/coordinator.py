@@ -78,6 +78,16 @@ def pinned_study(ledger_path: Path) -> dict | None:
     return led.records()[0]
 
 
+def enqueue_study_start(study: optuna.Study, spec) -> None:
+    """A new study's first trials: the baseline twice (trials 0 and 1, the noise floor), then the
+    program's seed candidates (its warm start, gated like any candidate)."""
+    for _ in BASELINE_TRIALS:
+        study.enqueue_trial(encode_for_enqueue(spec, baseline_params(spec)), user_attrs={"role": "baseline"})
+    for point in spec.proposer.seed_candidates:
+        study.enqueue_trial(encode_for_enqueue(spec, point, complete=True),
+                            user_attrs={"proposer": "program", "rationale": "seed candidate named by the program"})
+
+
 def submit_candidate(program_path: str | Path, params: Any, rationale: str, study_dir=None, storage=None,
                      proposer: str = "external") -> int:
     """External-proposer API: queue a candidate (an agent's or a person's) with its rationale.
@@ -104,6 +114,8 @@ def submit_candidate(program_path: str | Path, params: Any, rationale: str, stud
     from simgate.autoresearch.worker import check_study_pin
 
     check_study_pin(program, study)
+    if not study.trials:  # the baselines keep trials 0 and 1 when a candidate arrives before the study runs
+        enqueue_study_start(study, program.spec)
     import secrets
 
     cid = secrets.token_hex(8)  # finds the queued trial (enqueue_trial returns nothing); kept on re-queues
@@ -389,8 +401,7 @@ class Coordinator:
         optuna.storages.fail_stale_trials(study)  # after a crash: re-queue what was running
         self._requeue_orphans(study)
         if not study.trials:
-            for _ in BASELINE_TRIALS:  # the noise floor: the baseline, trained twice
-                study.enqueue_trial(encode_for_enqueue(spec, baseline_params(spec)), user_attrs={"role": "baseline"})
+            enqueue_study_start(study, spec)
         elapsed = self._elapsed()
         t_start = time.monotonic()
         deadline = time.time() + max(0.0, spec.budgets.total_wall_s - elapsed)

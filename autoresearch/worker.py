@@ -35,6 +35,13 @@ def train_seed(trial_number: int) -> int:
     return TRAIN_SEED_BASE + trial_number
 
 
+def _selection_episodes(spec) -> int:
+    """PyBullet episodes per in-training evaluation, which picks the checkpoint a trial reports.
+    A twin_ppo trial's only PyBullet contact before the gate: the program's selection_episodes (10
+    episodes would pick noise); other trials evaluate the env they train in, cheaply, on 10."""
+    return spec.acceptance.selection_episodes if spec.base_recipe.get("algo") == "twin_ppo" else 10
+
+
 def trial_recipe(spec, params: dict, trial_number: int):
     """The recipe a trial trains (the audit re-trains exactly this from the reported params)."""
     from simgate.autoresearch.program import validate_params
@@ -46,7 +53,7 @@ def trial_recipe(spec, params: dict, trial_number: int):
         spec.task.env_id,
         **{**spec.base_recipe, **params, "robot": spec.task.robot,
            "total_steps": budget.trial_env_steps, "seed": train_seed(trial_number),
-           "eval_every_steps": max(500, budget.trial_env_steps // 4), "eval_episodes": 10,
+           "eval_every_steps": max(500, budget.trial_env_steps // 4), "eval_episodes": _selection_episodes(spec),
            "checkpoint_every_steps": 10 ** 9, "stop_at_success": None},
     )
 

@@ -44,11 +44,12 @@ def pybullet_rate(env_id: str, steps: int) -> float | None:
     return rate
 
 
-def twin_rate(env_id: str, n: int, device: str, min_s: float = 1.0, cuda_graph: bool = False) -> tuple[float, float]:
-    """(env steps/s, seconds of the first three steps: the graph's capture and warm-up)."""
+def twin_rate(env_id: str, n: int, device: str, min_s: float = 1.0, cuda_graph: bool = False,
+              compile: bool = False) -> tuple[float, float]:
+    """(env steps/s, seconds of the first three steps: compile, the graph's capture and warm-up)."""
     from simgate.sim.twin.env import make_twin
 
-    env = make_twin(env_id, n, device=device, cuda_graph=cuda_graph)
+    env = make_twin(env_id, n, device=device, cuda_graph=cuda_graph, compile=compile)
     env.reset(seed=0)
     a = torch.rand(n, 3, device=device) * 2 - 1
     t0 = time.perf_counter()
@@ -89,23 +90,31 @@ def main() -> None:
     ap.add_argument("--tasks", default="reach,push")
     ap.add_argument("--learner-envs", type=int, default=1024, help="envs of the rollout the PPO update timing uses")
     ap.add_argument("--cpu-envs", default=None, help="env counts on CPU (default: --envs)")
+    ap.add_argument("--compile-envs", default="", help="CUDA: env counts for torch.compile + CUDA graph rows "
+                                                       "(each compiles the step once, ~1-2 min)")
+    ap.add_argument("--compile-tasks", default="push", help="tasks that get the compile rows")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
     devices = ["cpu"] + (["cuda", "cuda_graph"] if torch.cuda.is_available() else [])
+    if args.compile_envs and torch.cuda.is_available():
+        devices.append("cuda_compile_graph")
     out: dict = {"torch_threads": 1, "devices": devices, "tasks": {}}
     for task in args.tasks.split(","):
         env_id = TASKS[task]
         pb = pybullet_rate(env_id, args.pybullet_steps)
         row: dict = {"pybullet_steps_per_s": None if pb is None else round(pb, 1)}
         for dev in devices:
-            device, graph = ("cuda", True) if dev == "cuda_graph" else (dev, False)
+            if dev == "cuda_compile_graph" and task not in args.compile_tasks.split(","):
+                continue
+            device, graph, comp = ("cuda", dev != "cuda", dev == "cuda_compile_graph") if "cuda" in dev else (dev, False, False)
             counts = args.cpu_envs if dev == "cpu" and args.cpu_envs else args.envs
+            counts = args.compile_envs if comp else counts
             for n in (int(x) for x in counts.split(",")):
                 if device == "cuda":
                     torch.cuda.reset_peak_memory_stats()
                 try:
-                    rate, first_s = twin_rate(env_id, n, device, cuda_graph=graph)
+                    rate, first_s = twin_rate(env_id, n, device, cuda_graph=graph, compile=comp)
                 except Exception as exc:  # noqa: BLE001 - a failed mode is reported, the others still run
                     row[f"twin_{dev}_{n}_error"] = f"{type(exc).__name__}: {exc}"[:300]
                     continue
@@ -115,7 +124,7 @@ def main() -> None:
                     row[f"twin_{dev}_{n}_first_3_steps_s"] = round(first_s, 3)
             if not graph:
                 row[f"learner_{dev}_updates_per_s"] = round(learner_rate(env_id, dev, args.learner_envs), 2)
-        for dev in ("cpu", "cuda", "cuda_graph"):
+        for dev in ("cpu", "cuda", "cuda_graph", "cuda_compile_graph"):
             if pb and f"twin_{dev}_4096_steps_per_s" in row:
                 row[f"ratio_{dev}_4096_over_pybullet"] = round(row[f"twin_{dev}_4096_steps_per_s"] / pb, 1)
         out["tasks"][task] = row

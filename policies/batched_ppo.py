@@ -295,7 +295,7 @@ def train_twin(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     train_dr = cfg.randomization if cfg.train_randomization is None else cfg.train_randomization
     env = make_twin(cfg.env_id, cfg.num_envs, randomization=train_dr, device=device, seed=cfg.seed,
-                    cuda_graph=cfg.cuda_graph and device == "cuda")
+                    cuda_graph=cfg.cuda_graph and device == "cuda", compile=cfg.compile_twin)
     learner = Learner(cfg, env, device)
     sizes = [int(np.prod(env.single_observation_space[k].shape)) for k in OBS_KEYS]
     state = {"evals": [], "wall_s": 0.0, "best": None}

@@ -74,6 +74,8 @@ class RecipeConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cuda_graph: bool = Field(False, description="twin_ppo on CUDA: capture one twin step in a CUDA graph and replay "
                                                 "it (sim/twin/graph.py); ignored on CPU")
+    compile_twin: bool = Field(False, description="twin_ppo: run the twin's step through torch.compile (fused "
+                                                  "kernels; the first step pays the compile)")
     torch_threads: int = Field(1, ge=1)
 
     @model_validator(mode="after")

@@ -56,6 +56,8 @@ def _cli(args, tmp_path, env=None, **kw):
     (("task: {env_id: simgate/PandaReach-v0}", "task: {env_id: simgate/PandaReach-v0}\nmetric: {name: reward_sum}"), "not produced by the evaluation harness"),
     (("learning_rate: {type: float", "holdout_seed: {type: int, low: 1, high: 2}\n  learning_rate: {type: float"), "holdout_seed"),
     (("proposer: {", "protected: [evaluation_harness]\nproposer: {"), "always protected"),
+    (("prune: false}", "prune: false, seed_candidates: [{learning_rate: 0.001}]}"), r"seed_candidates\[0\]: train_freq: missing"),
+    (("prune: false}", "prune: false, seed_candidates: [{learning_rate: 0.5, train_freq: 2}]}"), r"seed_candidates\[0\]: .*learning_rate"),
 ])
 def test_malformed_program_is_named(tmp_path, edit, match):
     p = _program(tmp_path)
@@ -139,7 +141,11 @@ def test_study_end_to_end_and_lying_worker(tmp_path):
 
 
 def test_external_proposer_is_judged_by_the_same_gate(tmp_path):
-    prog = _program(tmp_path, name="ext", trials=3)
+    """An external submission and the program's own seed candidate both run, recorded with
+    their proposer, and go through the gate like the sampler's trials."""
+    prog = _program(tmp_path, name="ext", trials=4)
+    prog.write_text(prog.read_text().replace("prune: false}", "prune: false, seed_candidates: "
+                                             "[{learning_rate: 0.002, train_freq: 3}]}"))
     sub = _cli(["research", "submit", str(prog), "--params", '{"learning_rate": 0.001, "train_freq": 2}',
                 "--rationale", "halve the updates"], tmp_path)
     assert sub.returncode == 0, sub.stderr
@@ -152,6 +158,10 @@ def test_external_proposer_is_judged_by_the_same_gate(tmp_path):
     assert len(ext) == 1 and ext[0]["reported"]["rationale"] == "halve the updates"
     assert ext[0]["reported"]["params"]["train_freq"] == 2
     assert ext[0]["status"] in ("keep", "discard", "rejected")
+    assert [r["role"] for r in sorted(recs, key=lambda r: r["trial"])][:2] == ["baseline", "baseline"]
+    seeded = [r for r in recs if r["reported"]["proposer"] == "program"]
+    assert len(seeded) == 1 and seeded[0]["reported"]["params"] == {"learning_rate": 0.002, "train_freq": 3}
+    assert seeded[0]["status"] in ("keep", "discard", "rejected") and seeded[0]["role"] == "search"
 
 
 def _ledger_trials(path):

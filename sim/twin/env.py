@@ -13,7 +13,8 @@ runs its longest substep count with the rest masked), so it can be captured in a
 ``infos`` then always carries ``final_obs`` with its ``_final_obs`` mask. ``cuda_graph=True``
 (CUDA only) captures one step at the first ``step`` and replays it (``sim/twin/graph.py``):
 the returned tensors are rewritten by the next step, so copy what you keep; randomness then
-comes from the default CUDA generator, seeded by ``reset(seed=...)``.
+comes from the default CUDA generator, seeded by ``reset(seed=...)``. ``compile=True`` runs the
+sync-free step through ``torch.compile`` (fused kernels; the first step compiles, ~1-2 min).
 
 Seeds: ``reset(seed=s)`` draws env i's randomization and goals from ``np.random.default_rng(s + i)``
 exactly as ``ArmEnv.reset(seed=s + i)`` does (same goals and objects as PyBullet on the same
@@ -54,7 +55,7 @@ class TwinVecEnv(VectorEnv):
                  reward_type: str = "sparse", randomization=None, max_episode_steps: int = 50,
                  device: str = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0,
                  max_ee_step_m: float = 0.05, params: TwinParams | None = None, sync_free: bool = False,
-                 cuda_graph: bool = False) -> None:
+                 cuda_graph: bool = False, compile: bool = False) -> None:
         self.spec_robot = spec = resolve_spec(robot)
         if task not in TWIN_TASKS:
             raise ConfigError(f"the twin has tasks {TWIN_TASKS}; {task!r} stays PyBullet-only")
@@ -84,7 +85,9 @@ class TwinVecEnv(VectorEnv):
         self.accel_neg = torch.tensor(self.params.accel_limit_neg_rad_s2 or self.params.accel_limit_rad_s2, **t)
         self.down = None if spec.ee_down_orientation is None else torch.tensor(spec.ee_down_orientation, **t)
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
-        self.sync_free = sync_free or cuda_graph
+        self.sync_free = sync_free or cuda_graph or compile
+        if compile:  # fuses the step's small ops (first steps pay the compile); sync-free: no graph breaks
+            self._step = torch.compile(self._step)
         self._consts: dict[tuple, torch.Tensor] = {}
         self._graph = None
         if cuda_graph:
