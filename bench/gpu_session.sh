@@ -14,7 +14,7 @@ export PYTHONPATH=/tmp/site:$PWD/.gpu/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 echo "== graph tests"
-timeout 90 python3 -m pytest -p no:simgate -p no:cacheprovider --noconftest -o addopts="" -q tests/test_twin_graph.py 2>&1 | tail -4
+timeout 90 python3 -P -m pytest -p no:simgate -p no:cacheprovider --noconftest -o addopts="" -q tests/test_twin_graph.py 2>&1 | tail -15  # -P: the repo root is not on sys.path (its simgate/ is not the installed package)
 for spec in "$@"; do
   name=${spec%%:*}; sets=()
   IFS=, read -ra kvs <<< "${spec#*:}"

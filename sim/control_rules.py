@@ -62,7 +62,9 @@ def dls_step(jac, err, damping: float = IK_DAMPING):
     eye = xp.eye(m, dtype=jac.dtype) if xp is np else xp.eye(m, dtype=jac.dtype, device=jac.device)
     # products by broadcasting: batched matmul of 6x7 blocks is slower on the CPU for large batches
     jjt = (jac[..., :, None, :] * jac[..., None, :, :]).sum(-1) + (damping**2) * eye
-    sol = xp.linalg.solve(jjt, err[..., None])
+    # torch: solve_ex skips the error check, a device-to-host read (a CUDA graph cannot capture it);
+    # J J^T + damping^2 I is positive definite, so the solve cannot fail
+    sol = np.linalg.solve(jjt, err[..., None]) if xp is np else xp.linalg.solve_ex(jjt, err[..., None])[0]
     return (jac * sol).sum(-2)
 
 

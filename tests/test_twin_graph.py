@@ -18,7 +18,7 @@ TASKS = ["simgate/PandaPush-v0", "simgate/PandaReach-v0"]
 
 @contextlib.contextmanager
 def no_host_traffic():
-    """Any tensor read to the host or list-to-tensor copy raises."""
+    """Any tensor read to the host, host-to-device copy or op that reads its result back raises."""
     saved = {}
 
     def refuse(name):
@@ -31,6 +31,16 @@ def no_host_traffic():
         setattr(torch.Tensor, name, refuse(f"Tensor.{name}"))
     saved[(torch, "tensor")] = torch.tensor
     torch.tensor = refuse("torch.tensor")
+    as_tensor = torch.as_tensor
+    saved[(torch, "as_tensor")] = as_tensor
+    torch.as_tensor = lambda x, *a, **k: (as_tensor(x, *a, **k) if isinstance(x, torch.Tensor)
+                                          else refuse("torch.as_tensor on host data")())
+    for name in ("solve", "inv", "cholesky"):  # check their inputs on the host: a sync on CUDA
+        saved[(torch.linalg, name)] = getattr(torch.linalg, name)
+        setattr(torch.linalg, name, refuse(f"torch.linalg.{name}"))
+    for name in ("nonzero", "masked_select", "unique"):
+        saved[(torch, name)] = getattr(torch, name)
+        setattr(torch, name, refuse(f"torch.{name}"))
     try:
         yield
     finally:
