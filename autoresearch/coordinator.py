@@ -80,12 +80,12 @@ def pinned_study(ledger_path: Path) -> dict | None:
 
 def enqueue_study_start(study: optuna.Study, spec) -> None:
     """A new study's first trials: the baseline twice (trials 0 and 1, the noise floor), then the
-    program's seed candidates (its warm start, gated like any candidate)."""
+    program's initial candidates (its warm start, gated like any candidate)."""
     for _ in BASELINE_TRIALS:
         study.enqueue_trial(encode_for_enqueue(spec, baseline_params(spec)), user_attrs={"role": "baseline"})
-    for point in spec.proposer.seed_candidates:
+    for point in spec.proposer.initial_candidates:
         study.enqueue_trial(encode_for_enqueue(spec, point, complete=True),
-                            user_attrs={"proposer": "program", "rationale": "seed candidate named by the program"})
+                            user_attrs={"proposer": "program", "rationale": "initial candidate named by the program"})
 
 
 def submit_candidate(program_path: str | Path, params: Any, rationale: str, study_dir=None, storage=None,

@@ -153,7 +153,7 @@ class Proposer(_Strict):
     sampler: Literal["tpe", "cmaes", "random", "grid"] = "tpe"
     n_startup_trials: int = Field(4, ge=0)
     prune: bool = True
-    seed_candidates: list[dict[str, Any]] = Field(
+    initial_candidates: list[dict[str, Any]] = Field(
         default_factory=list, description="complete points of the search space the coordinator enqueues after the "
                                           "baselines, before the sampler's own: a configuration known to be worth "
                                           "trying (warm start). They go through the gate like every candidate")
@@ -210,11 +210,11 @@ class ProgramSpec(_Strict):
         overlap = set(self.base_recipe) & set(self.search_space)
         if overlap:
             raise ValueError(f"base_recipe and search_space both set {sorted(overlap)}")
-        for i, point in enumerate(self.proposer.seed_candidates):
+        for i, point in enumerate(self.proposer.initial_candidates):
             try:
                 validate_params(self, point, complete=True)
             except ValueError as exc:
-                raise ValueError(f"proposer.seed_candidates[{i}]: {exc}") from None
+                raise ValueError(f"proposer.initial_candidates[{i}]: {exc}") from None
         return self
 
 

@@ -146,7 +146,7 @@ def render_program(program: Program, space: dict[str, Param], version: int, rati
     m = _FRONT.match(program.text)
     front, prose = (yaml.safe_load(m.group(1)) or {}, m.group(2)) if m else ({}, program.text)
     if isinstance(front.get("proposer"), dict):  # enqueued once at the study's start; may not fit a narrowed space
-        front["proposer"].pop("seed_candidates", None)
+        front["proposer"].pop("initial_candidates", None)
     front["search_space"] = {k: {"type": p.type} | p.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
                              for k, p in space.items()}
     note = (f"<!-- revision {version} of program sha256 {program.sha256[:16]}, proposed by {proposer}: "

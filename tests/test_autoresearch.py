@@ -56,8 +56,8 @@ def _cli(args, tmp_path, env=None, **kw):
     (("task: {env_id: simgate/PandaReach-v0}", "task: {env_id: simgate/PandaReach-v0}\nmetric: {name: reward_sum}"), "not produced by the evaluation harness"),
     (("learning_rate: {type: float", "holdout_seed: {type: int, low: 1, high: 2}\n  learning_rate: {type: float"), "holdout_seed"),
     (("proposer: {", "protected: [evaluation_harness]\nproposer: {"), "always protected"),
-    (("prune: false}", "prune: false, seed_candidates: [{learning_rate: 0.001}]}"), r"seed_candidates\[0\]: train_freq: missing"),
-    (("prune: false}", "prune: false, seed_candidates: [{learning_rate: 0.5, train_freq: 2}]}"), r"seed_candidates\[0\]: .*learning_rate"),
+    (("prune: false}", "prune: false, initial_candidates: [{learning_rate: 0.001}]}"), r"initial_candidates\[0\]: train_freq: missing"),
+    (("prune: false}", "prune: false, initial_candidates: [{learning_rate: 0.5, train_freq: 2}]}"), r"initial_candidates\[0\]: .*learning_rate"),
 ])
 def test_malformed_program_is_named(tmp_path, edit, match):
     p = _program(tmp_path)
@@ -141,10 +141,10 @@ def test_study_end_to_end_and_lying_worker(tmp_path):
 
 
 def test_external_proposer_is_judged_by_the_same_gate(tmp_path):
-    """An external submission and the program's own seed candidate both run, recorded with
+    """An external submission and the program's own initial candidate both run, recorded with
     their proposer, and go through the gate like the sampler's trials."""
     prog = _program(tmp_path, name="ext", trials=4)
-    prog.write_text(prog.read_text().replace("prune: false}", "prune: false, seed_candidates: "
+    prog.write_text(prog.read_text().replace("prune: false}", "prune: false, initial_candidates: "
                                              "[{learning_rate: 0.002, train_freq: 3}]}"))
     sub = _cli(["research", "submit", str(prog), "--params", '{"learning_rate": 0.001, "train_freq": 2}',
                 "--rationale", "halve the updates"], tmp_path)
