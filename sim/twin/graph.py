@@ -102,4 +102,6 @@ class CudaGraphStep:
         if self.graph is None:
             self._capture()
         self.graph.replay()
-        return self.out
+        obs, reward, terminated, truncated, infos = self.out  # fresh dicts: a caller may edit its own
+        infos = {k: dict(v) if isinstance(v, dict) else v for k, v in infos.items()}
+        return dict(obs), reward, terminated, truncated, infos
