@@ -107,6 +107,18 @@ def reproduce_p(plan: GatePlan, claimed: float, fresh: list[float]) -> float:
     return fisher_greater_p(k1, plan.selection_episodes, int(round(sum(fresh))), len(fresh))
 
 
+def confirmed_reproduce_p(plan: GatePlan, claimed: float, fresh: list[float],
+                          draw_more: Callable[[int], list[float]]) -> tuple[float, list[float]]:
+    """``reproduce_p``, where a rejection on the first fresh sample stands only if it holds on that
+    sample pooled with as many more fresh episodes: an honest trial's unlucky first draw does not
+    make it a liar, and an inflated claim fails the pooled test too. Returns (p, fresh episodes)."""
+    rp = reproduce_p(plan, claimed, fresh)
+    if rp < plan.reproduce_alpha:
+        fresh = fresh + draw_more(len(fresh))
+        rp = reproduce_p(plan, claimed, fresh)
+    return rp, fresh
+
+
 @dataclass
 class Comparison:
     keep: bool
@@ -156,9 +168,14 @@ def judge(plan: GatePlan, claimed: float, policy, incumbent_policy, evaluate: Ev
           draw_seeds: Callable[[int], list[int]] = secret_seeds) -> Verdict:
     """The verdict on one trial. ``evaluate`` runs a policy on seeds; seeds come from ``draw_seeds``."""
     seeds = draw_seeds(plan.looks[0])
-    cand0 = evaluate(policy, seeds)
+
+    def more(n: int) -> list[float]:
+        extra = draw_seeds(n)
+        seeds.extend(extra)
+        return evaluate(policy, extra)
+
+    rp, cand0 = confirmed_reproduce_p(plan, claimed, evaluate(policy, seeds), more)
     fresh = sum(cand0) / len(cand0)
-    rp = reproduce_p(plan, claimed, cand0)
     v = {"fresh": fresh, "fresh_episodes": len(seeds), "fresh_seeds": list(seeds), "reproduce_p": rp,
          "conditions": plan.conditions}
     under = "" if plan.conditions == "nominal" else f" under {plan.conditions_label}"

@@ -7,8 +7,9 @@ episode outcomes:
                 share of studies that keep any of them (target <= 1 %)
   power         one candidate at p0 + 0.10 against an incumbent at p0 (0.8), the threshold from a
                 simulated baseline pair; the share kept (target >= 80 %)
-  false rejects an honest trial (claimed on the selection episodes, fresh on the first look, the
-                same true rate) rejected as "not reproduced"
+  false rejects an honest trial (claimed on the selection episodes, fresh on the first look and,
+                when that rejects, pooled with as many more; the same true rate) rejected as
+                "not reproduced"
   episodes      mean fresh episodes per comparison (the evaluation cost)
 
     python bench/gate_statistics.py --studies 2000 --json out/gate_statistics.json
@@ -69,13 +70,15 @@ def power(plan, p0: float, gain: float, trials: int, rng) -> tuple[float, float]
 
 
 def false_reject_rate(plan, p: float, trials: int, rng) -> float:
-    from simgate.autoresearch.gate import reproduce_p
+    from simgate.autoresearch.gate import confirmed_reproduce_p
+
+    def more(n: int) -> list[float]:
+        return (rng.random(n) < p).astype(float).tolist()
 
     bad = 0
     for _ in range(trials):
         claimed = float(rng.binomial(plan.selection_episodes, p)) / plan.selection_episodes
-        fresh = (rng.random(plan.looks[0]) < p).astype(float).tolist()
-        bad += reproduce_p(plan, claimed, fresh) < plan.reproduce_alpha
+        bad += confirmed_reproduce_p(plan, claimed, more(plan.looks[0]), more)[0] < plan.reproduce_alpha
     return bad / trials
 
 

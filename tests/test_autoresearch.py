@@ -102,6 +102,32 @@ def test_sign_test():
     assert sign_test_p([0] * 5, [1] * 5) == 1.0
 
 
+def test_an_unlucky_first_fresh_sample_does_not_reject_an_honest_trial(tmp_path):
+    """The reproduction check confirms a rejection on as many more secret fresh episodes (pooled):
+    an honest policy whose first 100 fresh episodes came out low is judged, a liar is still
+    rejected. (Seen in a push-robust study: a baseline claimed 0.52 on the selection goals, scored
+    0.32 on its first fresh 100, and 0.46-0.50 on 200 more goals.)"""
+    from simgate.autoresearch.gate import judge, plan_for
+
+    prog = _program(tmp_path)
+    prog.write_text(prog.read_text().replace("selection_episodes: 10, fresh_episodes: 10, max_fresh_episodes: 40",
+                                             "selection_episodes: 100, fresh_episodes: 100, max_fresh_episodes: 800"))
+    plan = plan_for(load_program(prog).spec)
+    outcomes = iter([[1.0] * 32 + [0.0] * 68, [1.0] * 48 + [0.0] * 52])  # first sample unlucky, then typical
+    drawn = []
+
+    def seeds(n):
+        drawn.append(n)
+        return list(range(sum(drawn) - n, sum(drawn)))
+
+    honest = judge(plan, 0.52, "policy", None, lambda _p, s: next(outcomes)[: len(s)], 0.02, seeds)
+    assert honest.status == "keep" and honest.verified["fresh_episodes"] == 200, honest
+    assert len(set(honest.verified["fresh_seeds"])) == 200
+    liar = judge(plan, 1.0, "policy", None, lambda _p, s: [1.0] * (len(s) // 3) + [0.0] * (len(s) - len(s) // 3),
+                 0.02, seeds)
+    assert liar.status == "rejected" and "not reproduced" in liar.reason and liar.verified["fresh_episodes"] == 200
+
+
 def test_study_end_to_end_and_lying_worker(tmp_path):
     prog = _program(tmp_path)
     proc = _cli(["research", "run", str(prog), "--workers", "2", "--registry", "reg"], tmp_path)
