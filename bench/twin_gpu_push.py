@@ -46,6 +46,8 @@ def train(args) -> None:
             break
         except Exception as exc:  # noqa: BLE001 - reported, then the next mode
             print(f"mode cuda_graph={graph} compile={comp} failed: {type(exc).__name__}: {str(exc)[:500]}", flush=True)
+    if learner is None or stats is None:
+        raise SystemExit("no twin mode could train (see the failures above)")
     cfg = cfg.model_copy(update={"cuda_graph": graph, "compile_twin": comp})
     first_iter_s = round(time.perf_counter() - t0, 2)
     print(f"first iteration (build, compile, capture) {first_iter_s} s; cuda_graph={graph} compile={comp}", flush=True)
