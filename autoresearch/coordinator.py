@@ -52,6 +52,7 @@ def study_dir_for(program: Program, study_dir: str | Path | None = None) -> Path
 
 def baseline_params(spec) -> dict[str, Any]:
     """The search-space parameters at the default recipe's values (clamped into the space)."""
+    from simgate.autoresearch.train_ranges import bound_of, is_range_key
     from simgate.policies.recipes import default_recipe
 
     rec = default_recipe(spec.task.env_id, **spec.base_recipe, robot=spec.task.robot).model_dump()
@@ -59,7 +60,7 @@ def baseline_params(spec) -> dict[str, Any]:
     for name, prm in spec.search_space.items():
         if prm.when and any(out.get(d, rec.get(d)) != v for d, v in prm.when.items()):
             continue
-        v = rec[name]
+        v = bound_of(rec, name) if is_range_key(name) else rec[name]
         if prm.type == "categorical":
             out[name] = v if v in prm.choices else prm.choices[0]
         else:

@@ -178,10 +178,15 @@ class ProgramSpec(_Strict):
             raise ValueError("search space is empty: nothing to search")
         from simgate.policies.recipes import RecipeConfig
 
+        from simgate.autoresearch.train_ranges import check_range_key, is_range_key
+
         allowed = set(RecipeConfig.model_fields) - RECIPE_FIELDS_NOT_SEARCHABLE
         for name, p in v.items():
-            if name not in allowed:
-                raise ValueError(f"{name!r} cannot be searched (searchable: {sorted(allowed)})")
+            if is_range_key(name):
+                check_range_key(name, p.type, p.low, p.high)
+            elif name not in allowed:
+                raise ValueError(f"{name!r} cannot be searched (searchable: {sorted(allowed)}, and training "
+                                 "ranges as train_randomization.<field>.<low|high>)")
             if p.when:
                 for dep in p.when:
                     if dep not in v:

@@ -45,16 +45,18 @@ def _selection_episodes(spec) -> int:
 def trial_recipe(spec, params: dict, trial_number: int):
     """The recipe a trial trains (the audit re-trains exactly this from the reported params)."""
     from simgate.autoresearch.program import validate_params
+    from simgate.autoresearch.train_ranges import fold_range_params
     from simgate.policies.recipes import default_recipe
 
     params = validate_params(spec, params)  # strict: no key outside the pinned space (init_from included)
     budget = spec.budgets
     return default_recipe(
         spec.task.env_id,
-        **{**spec.base_recipe, **params, "robot": spec.task.robot,
-           "total_steps": budget.trial_env_steps, "seed": train_seed(trial_number),
-           "eval_every_steps": max(500, budget.trial_env_steps // 4), "eval_episodes": _selection_episodes(spec),
-           "checkpoint_every_steps": 10 ** 9, "stop_at_success": None},
+        **fold_range_params({**spec.base_recipe, **params, "robot": spec.task.robot,
+                             "total_steps": budget.trial_env_steps, "seed": train_seed(trial_number),
+                             "eval_every_steps": max(500, budget.trial_env_steps // 4),
+                             "eval_episodes": _selection_episodes(spec),
+                             "checkpoint_every_steps": 10 ** 9, "stop_at_success": None}),
     )
 
 

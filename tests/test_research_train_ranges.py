@@ -1,0 +1,112 @@
+"""Training randomization ranges as search parameters (issue 16: tune the ranges a policy is trained
+under, DrEureka-style), tried through `simgate research ...` with real worker processes. A
+``sitecustomize`` hook replaces training by a fixed controller and writes down the recipe each
+trial was given, so the test sees what the worker would have trained."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from simgate.autoresearch.ledger import Ledger
+
+PROGRAM = """---
+name: ranges
+task: {{env_id: simgate/PandaReach-v0}}
+metric: {{name: success_rate, under: preset}}
+budgets: {{trial_env_steps: 600, trial_wall_s: 60, total_wall_s: 300, max_trials: 4}}
+base_recipe: {{algo: sac, randomization: preset}}
+search_space:
+{space}
+acceptance: {{selection_episodes: 10, fresh_episodes: 20, max_fresh_episodes: 40, false_keep_per_study: 0.05}}
+promotion: {{holdout_episodes: 10, min_holdout_success: 0.0, max_attempts: 1, audit: false}}
+proposer: {{sampler: random, prune: false}}
+---
+training-ranges test
+"""
+
+SPACE = """  train_randomization.action_latency_steps.high: {type: int, low: 1, high: 3}
+  train_randomization.lateral_friction.high: {type: float, low: 1.0, high: 2.0}"""
+
+HOOK = '''
+import os
+if os.environ.get("SIMGATE_TEST_RECORD_RECIPE"):
+    import simgate.policies.train as T
+
+    def train(cfg, out_dir, **kw):  # no learning: record the recipe, save a fixed controller
+        import json
+        from pathlib import Path
+        import torch
+
+        class Ctl(torch.nn.Module):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return torch.clamp((x[:, 3:6] - x[:, 0:3]) * 10.0, -0.05, 0.05)
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.json").write_text(json.dumps(cfg.model_dump()))
+        torch.jit.script(Ctl()).save(str(out / "policy.ts"))
+        from simgate.sim import make
+
+        env = make(cfg.env_id)
+        keys = list(env.observation_space.spaces)
+        layout = {"obs_keys": keys, "obs_sizes": [int(env.observation_space[k].shape[0]) for k in keys],
+                  "action_dim": int(env.action_space.shape[0])}
+        env.close()
+        (out / "policy.ts.json").write_text(json.dumps(layout))
+        return {"status": "finished", "steps": 1}
+
+    T.train = train
+'''
+
+
+@pytest.fixture(autouse=True)
+def _keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMGATE_KEY_DIR", str(tmp_path / "keys"))
+
+
+def _cli(args, tmp_path, env=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "simgate.cli", *args], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+@pytest.mark.parametrize("space, named", [
+    ("  train_randomization.lateral_friction.high: {type: float, low: 1.0, high: 9.0}", "outside the allowed"),
+    ("  train_randomization.gravity.high: {type: float, low: 1.0, high: 2.0}", "field one of"),
+    ("  train_randomization.lateral_friction: {type: float, low: 1.0, high: 2.0}", "<low|high>"),
+    ("  train_randomization.lateral_friction.high: {type: categorical, choices: [1.0, 2.0]}", "is a number"),
+])
+def test_a_bad_training_range_is_refused_before_any_compute(tmp_path, space, named):
+    prog = tmp_path / "bad.md"
+    prog.write_text(PROGRAM.format(space=space))
+    p = _cli(["research", "run", str(prog), "--workers", "0"], tmp_path, timeout=120)
+    assert p.returncode == 2 and named in p.stderr and "search_space" in p.stderr, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_each_trial_trains_under_its_searched_ranges_and_is_judged_under_the_metrics(tmp_path):
+    prog = tmp_path / "ranges.md"
+    prog.write_text(PROGRAM.format(space=SPACE))
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(HOOK)
+    p = _cli(["research", "run", str(prog), "--workers", "1"], tmp_path,
+             env={"PYTHONPATH": str(tmp_path / "hook"), "SIMGATE_TEST_RECORD_RECIPE": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    sd = tmp_path / "runs" / "research" / "ranges"
+    trials = {r["trial"]: r for r in Ledger(sd / "ledger.jsonl").records() if r["kind"] == "trial"}
+    assert len(trials) >= 3, sorted(trials)
+    for n, rec in trials.items():
+        given = json.loads((sd / "trials" / f"{n:04d}" / "recipe.json").read_text())["randomization"]
+        params = rec["reported"]["params"]
+        # the searched bounds, and the preset's everywhere else (the base recipe trains under it)
+        assert given["action_latency_steps"] == [0.0, params["train_randomization.action_latency_steps.high"]], n
+        assert given["lateral_friction"] == [0.6, params["train_randomization.lateral_friction.high"]], n
+        assert given["link_mass_scale"] == [0.8, 1.2] and given["obs_noise_std"] == [0.0, 0.002], n
+        assert rec["verified"]["conditions"] == "preset", rec["verified"]  # judged under the metric, not the ranges
+    # the baselines train at the base recipe's values: the preset's own bounds
+    assert trials[0]["reported"]["params"] == {"train_randomization.action_latency_steps.high": 1,
+                                   "train_randomization.lateral_friction.high": 1.2}
+    assert any(r["reported"]["params"] != trials[0]["reported"]["params"] for n, r in trials.items() if n >= 2)
