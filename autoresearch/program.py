@@ -176,9 +176,8 @@ class ProgramSpec(_Strict):
     def _space(cls, v: dict[str, Param]) -> dict[str, Param]:
         if not v:
             raise ValueError("search space is empty: nothing to search")
-        from simgate.policies.recipes import RecipeConfig
-
         from simgate.autoresearch.train_ranges import check_range_key, is_range_key
+        from simgate.policies.recipes import RecipeConfig
 
         allowed = set(RecipeConfig.model_fields) - RECIPE_FIELDS_NOT_SEARCHABLE
         for name, p in v.items():
