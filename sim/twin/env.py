@@ -334,16 +334,13 @@ class TwinVecEnv(VectorEnv):
     def _stick_on_table(self, q0, tool0, target_z, floor_z_m: float, qs):
         """Fingers pressed on a high-friction table stick: PyBullet's arm cannot drag them (finger-table
         coefficient = lateral_friction^2, the product of both bodies'; nominal 0.25). An env whose tool
-        started on the table and was not commanded up by more than ``finger_table_release_m_per_mu x mu``
-        keeps its pose and loses its speed (PyBullet: a 2.5 mm lift does not free the Panda's fingers
-        at mu 0.64-1.44, 5 mm does at 0.64, 10 mm at 1.44)."""
+        started on the table, ends on it and was not commanded up keeps its pose and loses its speed."""
         if not self.randomization.enabled:
             return qs
         mu = self.dr["lateral_friction"] ** 2
         slack = 1e-3 * self.scale
-        release = self.params.finger_table_release_m_per_mu * self.scale * mu
         stuck = ((mu >= self.params.finger_table_stick_mu) & (tool0[:, 2] <= floor_z_m + slack)
-                 & (target_z <= tool0[:, 2] + release))
+                 & (self.tool[:, 2] <= floor_z_m + slack) & (target_z <= floor_z_m + slack))
         if not self.sync_free and not bool(stuck.any()):
             return qs
         s = stuck[:, None]

@@ -32,11 +32,8 @@ class TwinParams(BaseModel):
     contact_substeps: int = Field(5, ge=1, description="box/contact updates per control step (motor: every 2 ms)")
     tip_min_z_m: float = Field(0.03, description="tip rule: contact with the tool at least this high ...")
     tip_penetration_m: float = Field(0.006, description="... and deeper than this freezes the box (PyBullet tilts it)")
-    finger_table_stick_mu: float = Field(0.8, gt=0, description="finger-table coefficient at and above which fingers "
-                                         "pressed on the table stick (Panda in PyBullet, 5 poses: 0.64 slides in all, 1.0 "
-                                         "sticks in 2, 1.44 in 3, the ones nearer the base; the twin sticks in every pose)")
-    finger_table_release_m_per_mu: float = Field(0.005, ge=0, description="stuck fingers are freed only by a "
-                                                 "commanded lift above this x mu (m); PyBullet Panda: 2.5 mm never, 5 mm at mu 0.64, 10 mm at 1.44")
+    finger_table_stick_mu: float = Field(0.5, gt=0, description="finger-table coefficient at and above which fingers "
+                                         "pressed on the table stick (Panda in PyBullet: stuck at 0.64-1.44 in some poses, pressing down or not)")
     fit: dict[str, float] = Field(default_factory=dict, description="fit figures (one-step errors vs PyBullet)")
 
 
