@@ -154,6 +154,8 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (split "
+                                                               "seeds over processes, one per core)")
     ap.add_argument("--max-steps", type=int, default=20_000)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--eval-episodes", type=int, default=20)
@@ -168,7 +170,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.task == "push":
         torch.set_num_threads(args.threads)
-        runs = [run_push(side, seed, args.max_wall_s, args.holdout, args.out) for seed in range(args.seeds)
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        runs = [run_push(side, seed, args.max_wall_s, args.holdout, args.out) for seed in seeds
                 for side in (args.sides or "twin_ppo,sac_her").split(",")]
         for r in runs:
             print(f"seed {r['seed']} {r['side']:<9} solved={r['solved']} wall_s={r['wall_s']} steps={r['steps']}", flush=True)
@@ -182,7 +185,7 @@ def main() -> None:
     overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.override)}
     torch.set_num_threads(args.threads)
     runs = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for side in args.sides.split(","):
             r = run_one(side, seed, args.max_steps, args.eval_every, args.eval_episodes, overrides)
             runs.append(r)
