@@ -228,16 +228,39 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--holdout-episodes", type=int, default=200)
     ap.add_argument("--json", type=Path, help="write every study and the summary")
     ap.add_argument("--markdown", type=Path, help="write the summary table (and the command line) as Markdown")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the studies already in --json (same program and budget) and run only the missing "
+                         "(study seed, method) pairs: a table of many hours can be built over several sessions")
     return ap.parse_args()
+
+
+def budget_of(args) -> dict:
+    """What makes two studies comparable: the same program and the same budget."""
+    return {"program": args.program, "trials": args.trials, "workers": args.workers, "wall_s": args.wall_s,
+            "trial_steps": args.trial_steps, "holdout_episodes": args.holdout_episodes}
+
+
+def done_studies(args) -> list[dict]:
+    """Studies of an earlier run to keep (``--resume``); refuses a file with another budget."""
+    if not (args.resume and args.json and args.json.exists()):
+        return []
+    data = json.loads(args.json.read_text())
+    if data.get("budget") != budget_of(args):
+        raise SystemExit(f"--resume: {args.json} holds studies of another program or budget "
+                         f"({data.get('budget')} vs {budget_of(args)}); use another --json")
+    return data["studies"]
 
 
 def main() -> None:
     args = parse_args()
     command = "python " + shlex.join(sys.argv)
     work = Path(tempfile.mkdtemp(prefix="simgate-effic-"))
-    studies = []
+    studies = done_studies(args)
+    done = {(s["study_seed"], s["method"]) for s in studies}
     for repeat in range(args.repeats):
         for label, sampler, gated in METHODS:
+            if (repeat, label) in done:
+                continue
             s = run_study(args, work, repeat, label, sampler, gated)
             studies.append(s)
             print(f"study seed {repeat} {label}: {s['trials']} trials ({s['finished']} finished) in "
@@ -252,7 +275,8 @@ def write_outputs(args, command: str, studies: list[dict]) -> None:
     summary = summarize(studies)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"command": command, "program": args.program, "studies": studies,
+        args.json.write_text(json.dumps({"command": command, "program": args.program, "budget": budget_of(args),
+                                         "studies": studies,
                                          "summary": summary, "separated": separations(summary)}, indent=2))
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

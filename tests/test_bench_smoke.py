@@ -47,6 +47,15 @@ def test_research_efficiency_smoke(tmp_path):
         assert (m["false_keeps_caught"] is None) == (label == "rl_zoo_style")
     text = md.read_text()
     assert "--repeats 1" in text.splitlines()[0] and "| method | studies | holdout success mean +- std |" in text
+    # --resume keeps what is done (nothing left to run here) and refuses a file of another budget
+    args = ["bench/research_efficiency.py", "--trials", "2", "--trial-steps", "300", "--holdout-episodes", "3",
+            "--wall-s", "120", "--repeats", "1", "--workers", "1", "--resume", "--json", str(tmp_path / "b.json")]
+    again = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "study seed" not in again.stdout, again.stderr[-2000:]
+    assert json.loads((tmp_path / "b.json").read_text())["studies"] == res["studies"]
+    other = subprocess.run([sys.executable, *args, "--trial-steps", "600"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=120)
+    assert other.returncode != 0 and "another program or budget" in other.stderr
 
 
 def test_research_efficiency_summary():
