@@ -214,12 +214,31 @@ class ProgramSpec(_Strict):
         overlap = set(self.base_recipe) & set(self.search_space)
         if overlap:
             raise ValueError(f"base_recipe and search_space both set {sorted(overlap)}")
+        _check_randomizations(self)
         for i, point in enumerate(self.proposer.initial_candidates):
             try:
                 validate_params(self, point, complete=True)
             except ValueError as exc:
                 raise ValueError(f"proposer.initial_candidates[{i}]: {exc}") from None
         return self
+
+
+def _check_randomizations(spec: ProgramSpec) -> None:
+    """Every randomization a trial could train under - the base recipe's and each choice of a searched
+    ``randomization``/``train_randomization`` - is a valid RandomizationConfig (checked at load, not
+    after the study is pinned)."""
+    from simgate.sim.randomization import resolve_randomization
+
+    where = [(f"base_recipe.{k}", spec.base_recipe[k]) for k in ("randomization", "train_randomization")
+             if k in spec.base_recipe]
+    where += [(f"search_space.{k}.choices[{i}]", c) for k in ("randomization", "train_randomization")
+              if k in spec.search_space and spec.search_space[k].choices for i, c in enumerate(spec.search_space[k].choices)]
+    for name, value in where:
+        try:
+            resolve_randomization(value)
+        except (ValueError, ConfigError) as exc:
+            msg = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise ValueError(f"{name}: {msg}") from None
 
 
 class Program(BaseModel):

@@ -28,7 +28,8 @@ training-ranges test
 """
 
 SPACE = """  train_randomization.action_latency_steps.high: {type: int, low: 1, high: 3}
-  train_randomization.lateral_friction.high: {type: float, low: 1.0, high: 2.0}"""
+  train_randomization.lateral_friction.high: {type: float, low: 1.0, high: 2.0}
+  train_randomization.lateral_friction.low: {type: float, low: 0.3, high: 1.5}"""
 
 HOOK = '''
 import os
@@ -77,12 +78,27 @@ def _cli(args, tmp_path, env=None, timeout=600):
     ("  train_randomization.gravity.high: {type: float, low: 1.0, high: 2.0}", "field one of"),
     ("  train_randomization.lateral_friction: {type: float, low: 1.0, high: 2.0}", "<low|high>"),
     ("  train_randomization.lateral_friction.high: {type: categorical, choices: [1.0, 2.0]}", "is a number"),
+    ('  "train_randomization.lateral_friction.high\\n": {type: float, low: 1.0, high: 2.0}', "field one of"),
+    ("  randomization: {type: categorical, choices: [null, {lateral_friction: [0, 50]}]}", "outside the allowed"),
 ])
 def test_a_bad_training_range_is_refused_before_any_compute(tmp_path, space, named):
     prog = tmp_path / "bad.md"
-    prog.write_text(PROGRAM.format(space=space))
+    text = PROGRAM.format(space=space)
+    if space.lstrip().startswith("randomization:"):  # searched, so not in the base recipe
+        text = text.replace("{algo: sac, randomization: preset}", "{algo: sac}")
+    prog.write_text(text)
     p = _cli(["research", "run", str(prog), "--workers", "0"], tmp_path, timeout=120)
-    assert p.returncode == 2 and named in p.stderr and "search_space" in p.stderr, p.stderr[-2000:]
+    err = " ".join(p.stderr.split())  # the console wraps long messages
+    assert p.returncode == 2 and named in err and "search_space" in err, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and not (tmp_path / "runs").exists()
+
+
+def test_a_bad_base_randomization_is_refused_at_load_not_after_the_study_is_pinned(tmp_path):
+    prog = tmp_path / "bad.md"
+    prog.write_text(PROGRAM.format(space=SPACE).replace("randomization: preset}", "randomization: {lateral_friction: [0, 50]}}"))
+    p = _cli(["research", "run", str(prog), "--workers", "0"], tmp_path, timeout=120)
+    err = " ".join(p.stderr.split())
+    assert p.returncode == 2 and "base_recipe.randomization" in err and "outside the allowed" in err, p.stderr[-2000:]
     assert "Traceback" not in p.stderr and not (tmp_path / "runs").exists()
 
 
@@ -103,10 +119,13 @@ def test_each_trial_trains_under_its_searched_ranges_and_is_judged_under_the_met
         params = rec["reported"]["params"]
         # the searched bounds, and the preset's everywhere else (the base recipe trains under it)
         assert given["action_latency_steps"] == [0.0, params["train_randomization.action_latency_steps.high"]], n
-        assert given["lateral_friction"] == [0.6, params["train_randomization.lateral_friction.high"]], n
+        # both bounds of one field together, in whatever order the keys come (the ledger sorts them)
+        bounds = [params["train_randomization.lateral_friction.low"], params["train_randomization.lateral_friction.high"]]
+        assert given["lateral_friction"] == sorted(bounds), n
         assert given["link_mass_scale"] == [0.8, 1.2] and given["obs_noise_std"] == [0.0, 0.002], n
         assert rec["verified"]["conditions"] == "preset", rec["verified"]  # judged under the metric, not the ranges
     # the baselines train at the base recipe's values: the preset's own bounds
     assert trials[0]["reported"]["params"] == {"train_randomization.action_latency_steps.high": 1,
-                                   "train_randomization.lateral_friction.high": 1.2}
+                                               "train_randomization.lateral_friction.high": 1.2,
+                                               "train_randomization.lateral_friction.low": 0.6}
     assert any(r["reported"]["params"] != trials[0]["reported"]["params"] for n, r in trials.items() if n >= 2)
