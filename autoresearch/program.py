@@ -233,6 +233,11 @@ def _check_randomizations(spec: ProgramSpec) -> None:
              if k in spec.base_recipe]
     where += [(f"search_space.{k}.choices[{i}]", c) for k in ("randomization", "train_randomization")
               if k in spec.search_space and spec.search_space[k].choices for i, c in enumerate(spec.search_space[k].choices)]
+    tr = spec.search_space.get("train_randomization")
+    if tr and tr.choices and "algo" not in spec.search_space and spec.base_recipe.get("algo") != "twin_ppo" \
+            and any(c is not None for c in tr.choices):
+        raise ValueError("search_space.train_randomization: applies to algo twin_ppo only (base_recipe.algo is "
+                         f"{spec.base_recipe.get('algo')!r}); search `randomization` instead")
     for name, value in where:
         try:
             resolve_randomization(value)

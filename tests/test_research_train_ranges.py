@@ -80,6 +80,7 @@ def _cli(args, tmp_path, env=None, timeout=600):
     ("  train_randomization.lateral_friction.high: {type: categorical, choices: [1.0, 2.0]}", "is a number"),
     ('  "train_randomization.lateral_friction.high\\n": {type: float, low: 1.0, high: 2.0}', "field one of"),
     ("  randomization: {type: categorical, choices: [null, {lateral_friction: [0, 50]}]}", "outside the allowed"),
+    ("  train_randomization: {type: categorical, choices: [null, preset]}", "twin_ppo only"),
 ])
 def test_a_bad_training_range_is_refused_before_any_compute(tmp_path, space, named):
     prog = tmp_path / "bad.md"
