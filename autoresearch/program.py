@@ -224,26 +224,26 @@ class ProgramSpec(_Strict):
 
 
 def _check_randomizations(spec: ProgramSpec) -> None:
-    """Every randomization a trial could train under - the base recipe's and each choice of a searched
-    ``randomization``/``train_randomization`` - is a valid RandomizationConfig (checked at load, not
-    after the study is pinned)."""
+    """Checked at load, not after the study is pinned: the base recipe, and the base recipe with each
+    choice of a searched categorical, are valid recipes (RecipeConfig's own rules, e.g.
+    train_randomization for twin_ppo only) whose randomizations are valid RandomizationConfigs."""
+    from simgate.policies.recipes import default_recipe
     from simgate.sim.randomization import resolve_randomization
 
-    where = [(f"base_recipe.{k}", spec.base_recipe[k]) for k in ("randomization", "train_randomization")
-             if k in spec.base_recipe]
-    where += [(f"search_space.{k}.choices[{i}]", c) for k in ("randomization", "train_randomization")
-              if k in spec.search_space and spec.search_space[k].choices for i, c in enumerate(spec.search_space[k].choices)]
-    tr = spec.search_space.get("train_randomization")
-    if tr and tr.choices and "algo" not in spec.search_space and spec.base_recipe.get("algo") != "twin_ppo" \
-            and any(c is not None for c in tr.choices):
-        raise ValueError("search_space.train_randomization: applies to algo twin_ppo only (base_recipe.algo is "
-                         f"{spec.base_recipe.get('algo')!r}); search `randomization` instead")
-    for name, value in where:
+    cases = [("base_recipe", {})] + [(f"search_space.{k}.choices[{i}]", {k: c}) for k, p in spec.search_space.items()
+                                     if p.type == "categorical" for i, c in enumerate(p.choices)]
+    def check(where: str, fn, *args, **kwargs) -> None:
         try:
-            resolve_randomization(value)
+            fn(*args, **kwargs)
         except (ValueError, ConfigError) as exc:
             msg = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            raise ValueError(f"{name}: {msg}") from None
+            raise ValueError(f"{where}: {msg}") from None
+
+    for where, choice in cases:
+        fields = {**spec.base_recipe, **choice}
+        for k in ("randomization", "train_randomization"):
+            check(f"{where}.{k}" if where == "base_recipe" else where, resolve_randomization, fields.get(k))
+        check(where, default_recipe, spec.task.env_id, **fields, robot=spec.task.robot)
 
 
 class Program(BaseModel):

@@ -14,11 +14,8 @@ with ``under: preset`` it is not kept (the same bytes score ~75 % there) and the
 promoted. Every verdict records
 the conditions it was judged under."""
 
-import os
-import subprocess
-import sys
-
 import pytest
+from research_helpers import hook_env, research_cli
 
 from simgate.autoresearch.ledger import Ledger
 
@@ -55,20 +52,11 @@ if os.environ.get("SIMGATE_TEST_CONTROLLERS"):
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 return torch.clamp((x[:, 3:6] - x[:, 0:3]) * self.gain, -self.cap, self.cap)
 
+        from research_helpers import save_controller
+
         trial = int(Path(out_dir).name)
         gain, cap = (80.0, 1.0) if trial >= 2 else (10.0, 0.05)
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        torch.jit.script(Ctl(gain, cap)).save(str(Path(out_dir) / "policy.ts"))
-        import json
-        from simgate.sim import make
-
-        env = make(cfg.env_id)
-        keys = list(env.observation_space.spaces)
-        assert keys[:2] == ["achieved_goal", "desired_goal"], keys
-        layout = {"obs_keys": keys, "obs_sizes": [int(env.observation_space[k].shape[0]) for k in keys],
-                  "action_dim": int(env.action_space.shape[0])}
-        env.close()
-        (Path(out_dir) / "policy.ts.json").write_text(json.dumps(layout))
+        save_controller(Ctl(gain, cap), cfg.env_id, out_dir)
         return {"status": "finished", "steps": 1}
 
     T.train = train
@@ -81,8 +69,7 @@ def _keys(tmp_path, monkeypatch):
 
 
 def _cli(args, tmp_path, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "simgate.cli", *args], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return research_cli(args, tmp_path, env, timeout)
 
 
 def _program(tmp_path, name, metric):
@@ -119,7 +106,7 @@ def test_the_gate_and_promotion_judge_under_the_programs_conditions(tmp_path, un
     (tmp_path / "hook").mkdir()
     (tmp_path / "hook" / "sitecustomize.py").write_text(HOOK)
     p = _cli(["research", "run", str(prog), "--workers", "1", "--registry", "reg"], tmp_path,
-             env={"PYTHONPATH": str(tmp_path / "hook"), "SIMGATE_TEST_CONTROLLERS": "1"})
+             env=hook_env(tmp_path / "hook", SIMGATE_TEST_CONTROLLERS="1"))
     assert p.returncode == 0, p.stderr[-3000:]
     sd = tmp_path / "runs" / "research" / name
     recs = Ledger(sd / "ledger.jsonl").records()

@@ -4,11 +4,9 @@ under, DrEureka-style), tried through `simgate research ...` with real worker pr
 trial was given, so the test sees what the worker would have trained."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from research_helpers import hook_env, research_cli
 
 from simgate.autoresearch.ledger import Ledger
 
@@ -45,18 +43,10 @@ if os.environ.get("SIMGATE_TEST_RECORD_RECIPE"):
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 return torch.clamp((x[:, 3:6] - x[:, 0:3]) * 10.0, -0.05, 0.05)
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "recipe.json").write_text(json.dumps(cfg.model_dump()))
-        torch.jit.script(Ctl()).save(str(out / "policy.ts"))
-        from simgate.sim import make
+        from research_helpers import save_controller
 
-        env = make(cfg.env_id)
-        keys = list(env.observation_space.spaces)
-        layout = {"obs_keys": keys, "obs_sizes": [int(env.observation_space[k].shape[0]) for k in keys],
-                  "action_dim": int(env.action_space.shape[0])}
-        env.close()
-        (out / "policy.ts.json").write_text(json.dumps(layout))
+        save_controller(Ctl(), cfg.env_id, out_dir)
+        (Path(out_dir) / "recipe.json").write_text(json.dumps(cfg.model_dump()))
         return {"status": "finished", "steps": 1}
 
     T.train = train
@@ -69,8 +59,7 @@ def _keys(tmp_path, monkeypatch):
 
 
 def _cli(args, tmp_path, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "simgate.cli", *args], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return research_cli(args, tmp_path, env, timeout)
 
 
 @pytest.mark.parametrize("space, named", [
@@ -110,7 +99,7 @@ def test_each_trial_trains_under_its_searched_ranges_and_is_judged_under_the_met
     (tmp_path / "hook").mkdir()
     (tmp_path / "hook" / "sitecustomize.py").write_text(HOOK)
     p = _cli(["research", "run", str(prog), "--workers", "1"], tmp_path,
-             env={"PYTHONPATH": str(tmp_path / "hook"), "SIMGATE_TEST_RECORD_RECIPE": "1"})
+             env=hook_env(tmp_path / "hook", SIMGATE_TEST_RECORD_RECIPE="1"))
     assert p.returncode == 0, p.stderr[-3000:]
     sd = tmp_path / "runs" / "research" / "ranges"
     trials = {r["trial"]: r for r in Ledger(sd / "ledger.jsonl").records() if r["kind"] == "trial"}
