@@ -6,6 +6,7 @@
 #   .gpu/site/ pybullet_data/franka_panda/panda.urdf (+ an __init__ with getDataPath): the URDF only
 # Writes to $OUT: the throughput JSON and Push training snapshots, judged afterwards on a machine
 # with PyBullet: python bench/twin_gpu_push.py judge $OUT/gpu_push_<name>.pt --holdout 200
+# SKIP_THROUGHPUT=1 leaves the throughput benchmark out.
 # Usage: bench/gpu_session.sh TRAIN_WALL_S "name:key=v,key=v" ["name:..."]   (trainings first, then throughput)
 set -u
 train_wall_s=${1:-200}; shift || true
@@ -14,7 +15,7 @@ export PYTHONPATH=/tmp/site:$PWD/.gpu/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 echo "== graph tests"
-timeout 90 python3 -P -m pytest -p no:simgate -p no:cacheprovider --noconftest -o addopts="" -q tests/test_twin_graph.py 2>&1 | tail -15  # -P: the repo root is not on sys.path (its simgate/ is not the installed package)
+timeout 90 python3 -P -m pytest -p no:simgate -p no:cacheprovider --noconftest -o addopts="" -q tests/test_twin_graph.py tests/test_ppo_graph.py 2>&1 | tail -15  # -P: the repo root is not on sys.path (its simgate/ is not the installed package)
 for spec in "$@"; do
   name=${spec%%:*}; sets=()
   IFS=, read -ra kvs <<< "${spec#*:}"
@@ -23,5 +24,6 @@ for spec in "$@"; do
   timeout $((train_wall_s + 90)) python3 bench/twin_gpu_push.py train --out "$OUT/gpu_push_$name.pt" \
     --max-wall-s "$train_wall_s" --snapshot-every-s 10 "${sets[@]}" 2>&1 | tail -40
 done
+[ -z "${SKIP_THROUGHPUT:-}" ] || exit 0
 echo "== throughput"
 timeout 230 python3 bench/twin_throughput.py --envs 1,256,4096,65536 --cpu-envs 4096 --compile-envs 65536 --json "$OUT/twin_throughput_gpu.json" 2>&1 | tail -60

@@ -36,21 +36,28 @@ def train(args) -> None:
                                                           (kv.split("=", 1) for kv in args.set)}}
     cfg = load_recipe(RECIPE, **overrides)
     t0 = time.perf_counter()
-    learner, stats, modes = None, None, [(cfg.cuda_graph, cfg.compile_twin), (cfg.cuda_graph, False), (False, False)]
-    for graph, comp in dict.fromkeys(modes):  # a mode that fails to build or run falls back to the next, on the clock
+    learner, stats = None, None
+    modes = [(cfg.cuda_graph, cfg.compile_twin, cfg.cuda_graph), (cfg.cuda_graph, cfg.compile_twin, False),
+             (cfg.cuda_graph, False, False), (False, False, False)]
+    for graph, comp, graph_update in dict.fromkeys(modes):  # a mode that fails falls back to the next, on the clock
         try:
             env = make_twin(cfg.env_id, cfg.num_envs, randomization=cfg.randomization, device=cfg.device,
                             seed=cfg.seed, cuda_graph=graph, compile=comp)
-            learner = Learner(cfg, env, cfg.device)
+            learner = Learner(cfg.model_copy(update={"cuda_graph": graph}), env, cfg.device)
+            if not graph_update:
+                learner.graphed = None  # the twin's step graphed, the PPO update eager
             stats = learner.update(learner.collect())
             break
         except Exception as exc:  # noqa: BLE001 - reported, then the next mode
-            print(f"mode cuda_graph={graph} compile={comp} failed: {type(exc).__name__}: {str(exc)[:500]}", flush=True)
+            learner = stats = None
+            print(f"mode cuda_graph={graph} compile={comp} graphed_update={graph_update} failed: "
+                  f"{type(exc).__name__}: {str(exc)[:500]}", flush=True)
     if learner is None or stats is None:
         raise SystemExit("no twin mode could train (see the failures above)")
     cfg = cfg.model_copy(update={"cuda_graph": graph, "compile_twin": comp})
     first_iter_s = round(time.perf_counter() - t0, 2)
-    print(f"first iteration (build, compile, capture) {first_iter_s} s; cuda_graph={graph} compile={comp}", flush=True)
+    print(f"first iteration (build, compile, capture) {first_iter_s} s; cuda_graph={graph} compile={comp} "
+          f"graphed_update={learner.graphed is not None}", flush=True)
     snaps, next_snap, iters = [], 0.0, 1
     while True:
         wall = time.perf_counter() - t0
@@ -67,7 +74,7 @@ def train(args) -> None:
         iters += 1
     steps_after_first = learner.steps - cfg.num_envs * cfg.n_steps
     meta = {"config": cfg.model_dump(), "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-            "torch": torch.__version__, "first_iteration_s": first_iter_s, "iterations": iters, "steps": learner.steps,
+            "torch": torch.__version__, "graphed_update": learner.graphed is not None, "first_iteration_s": first_iter_s, "iterations": iters, "steps": learner.steps,
             "steps_per_s": round(learner.steps / wall, 1),
             "steps_per_s_after_first_iteration": round(steps_after_first / max(1e-9, wall - first_iter_s), 1),
             "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None}

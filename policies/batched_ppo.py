@@ -32,6 +32,7 @@ from torch import nn
 
 from simgate.policies.evaluation import evaluate, seeds_for
 from simgate.policies.export import ExportedActor
+from simgate.policies.ppo_graph import GraphedMinibatchStep, minibatch_step, set_capturable
 from simgate.policies.recipes import RecipeConfig
 
 OBS_KEYS = ["observation", "achieved_goal", "desired_goal"]
@@ -135,7 +136,9 @@ class Learner:
         n_obs = sum(int(np.prod(env.single_observation_space[k].shape)) for k in OBS_KEYS)
         self.n_act = int(env.single_action_space.shape[0])
         self.model = ActorCritic(n_obs, self.n_act, cfg.net_arch).to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate)
+        graph = cfg.cuda_graph and self.device.type == "cuda"  # the twin's step and this update, graphed
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, capturable=graph)
+        self.graphed = (GraphedMinibatchStep(self.model, self.opt, cfg.clip_range, cfg.ent_coef) if graph else None)
         # the variance floor keeps features the twin holds constant (box roll/pitch, vertical
         # speeds) from turning PyBullet's small non-zero values into huge normalized inputs
         self.norm = RunningNorm(n_obs, self.device, cfg.norm_obs_epsilon, cfg.ignore_constant_features,
@@ -158,8 +161,9 @@ class Learner:
                 a = mu + std * torch.randn(mu.shape, generator=self.gen, device=self.device)
                 logp = (-0.5 * ((a - mu) / std) ** 2 - m.log_std).sum(-1)
                 obs, _, _, trunc, info = env.step(a.clamp(-1.0, 1.0))
-                final = info.get("final_obs", obs) if bool(trunc.any()) else obs
-                fi = info.get("final_info", info)
+                # final_obs: at episode ends (every step on a sync-free twin, where it equals obs
+                # for envs that did not end) - no host read of `trunc` here
+                final, fi = info.get("final_obs", obs), info.get("final_info", info)
                 r = shaped_reward(env.task_name, final, fi["is_success"].float(), fi["tipped"].float(),
                                   self.cfg.push_speed_limit_m_s)
                 xs.append(x), ts.append(t), acts.append(a), logps.append(logp), vals.append(m.value(x, t))
@@ -188,28 +192,24 @@ class Learner:
     def update(self, batch) -> dict[str, float]:
         xs, ts, acts, logps, vals, rews, dones, last_v = batch
         adv, ret = self.gae(vals, rews, dones, last_v)
-        x, t, a, lp0 = torch.cat(xs), torch.cat(ts), torch.cat(acts), torch.cat(logps)
-        adv, ret = adv.reshape(-1), ret.reshape(-1)
-        n, mb, m, cfg = x.shape[0], min(self.cfg.batch_size, x.shape[0]), self.model, self.cfg
-        stats = {}
+        data = [torch.cat(xs), torch.cat(ts), torch.cat(acts), torch.cat(logps), adv.reshape(-1), ret.reshape(-1)]
+        n, mb, cfg = data[0].shape[0], min(self.cfg.batch_size, data[0].shape[0]), self.cfg
+        if self.graphed is not None:
+            self.graphed.load(data)
+        losses = None
         for _ in range(cfg.n_epochs):
             perm = torch.randperm(n, generator=self.gen, device=self.device)
             for i in range(0, n - mb + 1, mb):
                 idx = perm[i : i + mb]
-                mu = m.mean(x[idx])
-                logp = (-0.5 * ((a[idx] - mu) / m.log_std.exp()) ** 2 - m.log_std).sum(-1)
-                ratio = torch.exp(logp - lp0[idx])
-                ad = adv[idx]
-                ad = (ad - ad.mean()) / (ad.std() + 1e-8)
-                pg = -torch.minimum(ratio * ad, ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range) * ad).mean()
-                vf = 0.5 * ((m.value(x[idx], t[idx]) - ret[idx]) ** 2).mean()
-                ent = m.log_std.sum()
-                loss = pg + vf - cfg.ent_coef * ent
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(m.parameters(), 1.0)
-                self.opt.step()
-                stats = {"loss/policy": pg.item(), "loss/value": vf.item(), "policy/std": m.log_std.detach().exp().mean().item()}
+                if self.graphed is not None:
+                    losses = self.graphed.step(idx)
+                else:
+                    self.opt.zero_grad(set_to_none=True)
+                    losses = minibatch_step(self.model, self.opt, cfg.clip_range, cfg.ent_coef, [d[idx] for d in data])
+        stats = {}
+        if losses is not None:  # one host read per iteration
+            pg, vf, std = torch.stack([*losses, self.model.log_std.detach().exp().mean()]).tolist()
+            stats = {"loss/policy": pg, "loss/value": vf, "policy/std": std}
         succ = torch.stack([r > 0.05 for r in rews]).float().mean()  # shaped reward carries +0.1 on success
         stats["twin/step_success"] = float(succ)
         return stats
@@ -229,6 +229,7 @@ class Learner:
     def load_state_dict(self, s: dict) -> None:
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["opt"])
+        set_capturable(self.opt, self.graphed is not None)  # the saved flag is the saving run's mode
         self.norm.mean, self.norm.var, self.norm.count = s["norm"][:3]
         if len(s["norm"]) > 3:
             self.norm.max_batch_var = s["norm"][3]

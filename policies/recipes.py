@@ -72,8 +72,9 @@ class RecipeConfig(BaseModel):
     init_from: str | None = Field(None, description="fine-tune: start from this run's latest checkpoint (weights, "
                                                    "replay buffer, normalization); steps continue from its count")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    cuda_graph: bool = Field(False, description="twin_ppo on CUDA: capture one twin step in a CUDA graph and replay "
-                                                "it (sim/twin/graph.py); ignored on CPU")
+    cuda_graph: bool = Field(False, description="twin_ppo on CUDA: capture one twin step (sim/twin/graph.py) and "
+                                                "the PPO minibatch update (policies/ppo_graph.py) in CUDA graphs "
+                                                "and replay them; ignored on CPU")
     compile_twin: bool = Field(False, description="twin_ppo: run the twin's step through torch.compile (fused "
                                                   "kernels; the first step pays the compile)")
     torch_threads: int = Field(1, ge=1)
