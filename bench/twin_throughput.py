@@ -2,7 +2,7 @@
 1 / 256 / 4,096 / 65,536 envs (CPU, one torch thread; and, when a GPU is present, CUDA eager and
 CUDA graphs: one captured step replayed, ``make_twin(..., cuda_graph=True)``), PyBullet's
 per-process rate on the same task, their ratio at 4,096 envs, the PPO learner's minibatch
-updates/s and, on CUDA, peak GPU memory and the graph's capture time. Random actions in [-1, 1].
+updates/s (eager, and graphed on CUDA) and, on CUDA, peak GPU memory and the graph's capture time. Random actions in [-1, 1].
 
     python bench/twin_throughput.py --json out/twin_throughput.json
 
@@ -66,12 +66,14 @@ def twin_rate(env_id: str, n: int, device: str, min_s: float = 1.0, cuda_graph: 
     return n * k / (time.perf_counter() - t), first_s
 
 
-def learner_rate(env_id: str, device: str, num_envs: int = 1024, iters: int = 2) -> float:
+def learner_rate(env_id: str, device: str, num_envs: int = 1024, iters: int = 2, graph: bool = False) -> float:
+    """PPO minibatch updates/s on one collected rollout (``graph``: the update captured in a CUDA graph)."""
     from simgate.policies.batched_ppo import Learner
     from simgate.policies.recipes import default_recipe
     from simgate.sim.twin.env import make_twin
 
-    cfg = default_recipe(env_id, "twin_ppo", n_epochs=1, num_envs=num_envs, batch_size=min(8192, num_envs * 50))
+    cfg = default_recipe(env_id, "twin_ppo", n_epochs=1, num_envs=num_envs, batch_size=min(8192, num_envs * 50),
+                         cuda_graph=graph)
     env = make_twin(env_id, cfg.num_envs, device=device)
     learner = Learner(cfg, env, device)
     batch = learner.collect()
@@ -122,8 +124,8 @@ def main() -> None:
                 if device == "cuda":
                     row[f"twin_{dev}_{n}_peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
                     row[f"twin_{dev}_{n}_first_3_steps_s"] = round(first_s, 3)
-            if not graph:
-                row[f"learner_{dev}_updates_per_s"] = round(learner_rate(env_id, dev, args.learner_envs), 2)
+            if not comp:
+                row[f"learner_{dev}_updates_per_s"] = round(learner_rate(env_id, device, args.learner_envs, graph=graph), 2)
         for dev in ("cpu", "cuda", "cuda_graph", "cuda_compile_graph"):
             if pb and f"twin_{dev}_4096_steps_per_s" in row:
                 row[f"ratio_{dev}_4096_over_pybullet"] = round(row[f"twin_{dev}_4096_steps_per_s"] / pb, 1)
