@@ -125,7 +125,10 @@ def main() -> None:
                     row[f"twin_{dev}_{n}_peak_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
                     row[f"twin_{dev}_{n}_first_3_steps_s"] = round(first_s, 3)
             if not comp:
-                row[f"learner_{dev}_updates_per_s"] = round(learner_rate(env_id, device, args.learner_envs, graph=graph), 2)
+                try:
+                    row[f"learner_{dev}_updates_per_s"] = round(learner_rate(env_id, device, args.learner_envs, graph=graph), 2)
+                except Exception as exc:  # noqa: BLE001 - reported; the other rows still run
+                    row[f"learner_{dev}_error"] = f"{type(exc).__name__}: {exc}"[:300]
         for dev in ("cpu", "cuda", "cuda_graph", "cuda_compile_graph"):
             if pb and f"twin_{dev}_4096_steps_per_s" in row:
                 row[f"ratio_{dev}_4096_over_pybullet"] = round(row[f"twin_{dev}_4096_steps_per_s"] / pb, 1)

@@ -161,9 +161,7 @@ class Learner:
                 a = mu + std * torch.randn(mu.shape, generator=self.gen, device=self.device)
                 logp = (-0.5 * ((a - mu) / std) ** 2 - m.log_std).sum(-1)
                 obs, _, _, trunc, info = env.step(a.clamp(-1.0, 1.0))
-                # final_obs: at episode ends (every step on a sync-free twin, where it equals obs
-                # for envs that did not end) - no host read of `trunc` here
-                final, fi = info.get("final_obs", obs), info.get("final_info", info)
+                final, fi = self._final(obs, info)
                 r = shaped_reward(env.task_name, final, fi["is_success"].float(), fi["tipped"].float(),
                                   self.cfg.push_speed_limit_m_s)
                 xs.append(x), ts.append(t), acts.append(a), logps.append(logp), vals.append(m.value(x, t))
@@ -173,6 +171,16 @@ class Learner:
             last_v = m.value(x_last, env.steps.to(x_last.dtype) / env.max_episode_steps)
         self.steps += T * env.num_envs
         return xs, ts, acts, logps, vals, rews, dones, last_v
+
+    @staticmethod
+    def _final(obs: dict, info: dict) -> tuple[dict, dict]:
+        """The observation and info a step's reward is computed on: the pre-reset ones of envs whose
+        episode ended (``_final_obs``), ``obs`` elsewhere. A sync-free twin sends ``final_obs`` every
+        step, with a fresh observation-noise draw: masked here, so no host read of ``trunc``."""
+        if "final_obs" not in info:
+            return obs, info
+        ended = info["_final_obs"][:, None]
+        return {k: torch.where(ended, info["final_obs"][k], v) for k, v in obs.items()}, info["final_info"]
 
     def gae(self, vals, rews, dones, last_v):
         cfg = self.cfg
@@ -227,14 +235,19 @@ class Learner:
                 self.norm.count, self.norm.max_batch_var], "steps": self.steps, "gen": self.gen.get_state()}
 
     def load_state_dict(self, s: dict) -> None:
+        """Load a checkpoint saved on any device (``torch.load(..., map_location="cpu")`` is enough)."""
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["opt"])
         set_capturable(self.opt, self.graphed is not None)  # the saved flag is the saving run's mode
-        self.norm.mean, self.norm.var, self.norm.count = s["norm"][:3]
-        if len(s["norm"]) > 3:
-            self.norm.max_batch_var = s["norm"][3]
+        if self.graphed is not None and self.graphed.graph is not None:  # the graph holds the old state tensors
+            self.graphed = GraphedMinibatchStep(self.model, self.opt, self.cfg.clip_range, self.cfg.ent_coef)
+        norm = [t.to(self.device) if torch.is_tensor(t) else t for t in s["norm"]]
+        self.norm.mean, self.norm.var, self.norm.count = norm[:3]
+        if len(norm) > 3:
+            self.norm.max_batch_var = norm[3]
         self.steps = int(s["steps"])
-        self.gen.set_state(s["gen"])
+        if s["gen"].numel() == self.gen.get_state().numel():  # a CPU and a CUDA generator's states differ
+            self.gen.set_state(s["gen"])
 
 
 def export_actor(actor: ExportedActor, out_path: Path, n_obs_sizes: list[int]) -> dict:
@@ -302,11 +315,12 @@ def train_twin(cfg: RecipeConfig, out_dir: str | Path, progress_bar: bool = True
     state = {"evals": [], "wall_s": 0.0, "best": None}
     resumed = (ck / "latest.pt").exists()
     if resumed:
-        saved = torch.load(ck / "latest.pt", weights_only=False)
+        saved = torch.load(ck / "latest.pt", weights_only=False, map_location="cpu")
         learner.load_state_dict(saved["learner"])
         state = saved["state"]
     elif cfg.init_from is not None:
-        learner.load_state_dict(torch.load(Path(cfg.init_from) / "checkpoints" / "latest.pt", weights_only=False)["learner"])
+        learner.load_state_dict(torch.load(Path(cfg.init_from) / "checkpoints" / "latest.pt", weights_only=False,
+                                           map_location="cpu")["learner"])
         state["init_from"] = {"run": str(cfg.init_from), "steps": learner.steps}
     writer = SummaryWriter(str(out / "tb"))
     seeds = seeds_for("selection", cfg.eval_episodes)

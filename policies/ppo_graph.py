@@ -49,8 +49,9 @@ def set_capturable(opt, capturable: bool) -> None:
         group["capturable"] = capturable
         for p in group["params"]:
             state = opt.state.get(p, {})
-            if capturable and "step" in state:
-                state["step"] = torch.as_tensor(state["step"], dtype=torch.float32, device=p.device)
+            if "step" in state:  # non-capturable Adam reads a device step back to the host every step
+                step = torch.as_tensor(state["step"], dtype=torch.float32)
+                state["step"] = step.to(p.device) if capturable else step.cpu()
 
 
 class GraphedMinibatchStep:
@@ -58,7 +59,8 @@ class GraphedMinibatchStep:
 
     ``load(data)`` copies an iteration's rollout (x, t, a, lp0, adv, ret; fixed shapes) into the
     static buffers; ``step(idx)`` runs one minibatch on those rows. The optimizer must be Adam with
-    ``capturable=True`` and the model must not be replaced after the capture.
+    ``capturable=True``. The graph holds the model's and the optimizer's tensors as they were at
+    the capture: a state loaded after it needs a new instance (``Learner.load_state_dict``).
     """
 
     def __init__(self, model, opt, clip_range: float, ent_coef: float) -> None:
