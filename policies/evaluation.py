@@ -42,7 +42,9 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     denom = 1 + z * z / n
     center = (phat + z * z / (2 * n)) / denom
     half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+    lo, hi = max(0.0, center - half), min(1.0, center + half)
+    # all or none: the interval ends at the observed rate exactly (rounding put it a hair inside)
+    return (0.0 if successes == 0 else lo), (1.0 if successes == n else hi)
 
 
 class EvalResult(BaseModel):

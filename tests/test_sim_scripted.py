@@ -37,6 +37,8 @@ def test_wilson_interval():
     lo, hi = wilson_interval(95, 100)
     assert 0.88 < lo < 0.95 < hi < 0.99
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    # every sample size: an all-or-none rate lies inside its own interval (a report plots it with error bars)
+    assert all(wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0 for n in range(1, 1001))
 
 
 def test_cli_eval_writes_json(tmp_path):
