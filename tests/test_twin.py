@@ -264,7 +264,8 @@ def test_gpu_push_bench_trains_then_pybullet_judges_smoke(tmp_path):
     train = subprocess.run([sys.executable, "bench/twin_gpu_push.py", "train", "--out", str(snaps), "--max-wall-s", "3",
                             "--snapshot-every-s", "1", "--set", "device=cpu", "--set", "num_envs=32"],
                            cwd=root, check=True, capture_output=True, text=True, timeout=120)
-    assert "cuda_graph=True compile=False failed: ConfigError" in train.stdout
+    assert "cuda_graph=True compile=False graphed_update=True failed: ConfigError" in train.stdout
+    assert "first iteration" in train.stdout and "cuda_graph=False compile=False graphed_update=False" in train.stdout
     subprocess.run([sys.executable, "bench/twin_gpu_push.py", "judge", str(snaps), "--holdout", "2", "--json", str(judged)],
                    cwd=root, check=True, capture_output=True, timeout=120)
     out = json.loads(judged.read_text())
