@@ -80,8 +80,7 @@ def write_report(study_dir: str | Path, spec, video: bool = True) -> Path:
     for r in kept:
         f, n = r["verified"]["fresh"], r["verified"]["fresh_episodes"]
         lo, hi = wilson_interval(round(f * n), n)
-        # clamped: at 100 % the interval's upper end can round a hair below the point
-        ax.errorbar(r["trial"], f, yerr=[[max(0.0, f - lo)], [max(0.0, hi - f)]], fmt="o", color="tab:green", capsize=4)
+        ax.errorbar(r["trial"], f, yerr=[[f - lo], [hi - f]], fmt="o", color="tab:green", capsize=4)
     ax.set_xlabel("kept trial")
     ax.set_ylabel("fresh-seed success (95 % CI)")
     ax.set_title("kept trials: spread over fresh seeds")

@@ -37,8 +37,10 @@ def test_wilson_interval():
     lo, hi = wilson_interval(95, 100)
     assert 0.88 < lo < 0.95 < hi < 0.99
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
-    # every sample size: an all-or-none rate lies inside its own interval (a report plots it with error bars)
+    # every observed rate lies inside its own interval (the research report draws it with error bars;
+    # rounding once put 100 of 100 just above its upper end)
     assert all(wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0 for n in range(1, 1001))
+    assert all(wilson_interval(k, n)[0] <= k / n <= wilson_interval(k, n)[1] for n in range(1, 401) for k in range(n + 1))
 
 
 def test_cli_eval_writes_json(tmp_path):
