@@ -1,9 +1,9 @@
 """Fidelity of the twin against PyBullet on the same seeds (``simgate sim twin-check ROBOT TASK``).
 
 Figures: FK error (random configurations), IK target error (the shared DLS step on the twin's
-FK/Jacobian vs PyBullet's), one-step tool-point error under scripted and random actions, one-step
+FK/Jacobian vs PyBullet's), the arm's mass matrix and gravity torques against PyBullet's, one-step tool-point error under scripted and random actions, one-step
 object error on steps where PyBullet's object moves (Push), and closed-loop scripted success
-and median first-success step in both simulators. ``THRESHOLDS`` are the issue's bars.
+and median first-success step in both simulators. ``THRESHOLDS`` are the issue's bars (and 1e-6 for the dynamics, which use PyBullet's link inertias).
 """
 
 from __future__ import annotations
@@ -12,12 +12,17 @@ import numpy as np
 import torch
 
 from simgate.sim.control_rules import ik_step
+from simgate.sim.robot_spec import resolve_spec
+from simgate.sim.twin.dynamics import ArmDynamics
 from simgate.sim.twin.kinematics import Kinematics
+from simgate.sim.twin.params import load_params
 from simgate.sim.twin.reference import env_id_for, record, step_twin, twin_at
 
 THRESHOLDS = {
     "fk_max_err_m": 1e-5,
     "ik_max_err_rad": 2e-3,
+    "mass_matrix_max_rel_err": 1e-6,
+    "gravity_max_rel_err": 1e-6,
     "tool_one_step_scripted_mean_m": 1e-3,
     "object_one_step_median_m": 1e-3,
     "object_one_step_mean_m": 3e-3,
@@ -27,16 +32,22 @@ THRESHOLDS = {
 
 
 def kinematics_errors(robot: str, n: int = 200, seed: int = 0) -> dict[str, float]:
+    """FK and IK against PyBullet, and the arm's dynamics: mass matrix and gravity torques against
+    PyBullet's ``calculateMassMatrix`` / ``calculateInverseDynamics`` (relative to their largest entry)."""
+    import pybullet as p
+
     from simgate.sim import make
 
-    env = make(env_id_for(robot, "reach"))
+    env = make(env_id_for(robot, "push" if "push" in resolve_spec(robot).tasks else "reach"))
     rob = env.robot
     kin = Kinematics(env.spec_robot, dtype=torch.float64)
+    dyn = ArmDynamics(env.spec_robot, kin.chain_rank, dtype=torch.float64, bodies=load_params(env.spec_robot).bodies())
     rng = np.random.default_rng(seed)
     d = rob.dof
     qs = np.clip(rob.home[:d] + rng.normal(0, 0.3, (n, d)), rob.lower[:d], rob.upper[:d])
-    tool_pb, ik_pb, targets = [], [], []
+    tool_pb, ik_pb, targets, mass_pb, grav_pb = [], [], [], [], []
     try:
+        movable = len(rob._movable)
         for q in qs:
             rob.reset(q)
             pos = rob.ee_state()[0]
@@ -44,16 +55,23 @@ def kinematics_errors(robot: str, n: int = 200, seed: int = 0) -> dict[str, floa
             tool_pb.append(pos)
             targets.append(tgt)
             ik_pb.append(rob.ik(tgt))
+            full, zero = list(q) + [0.0] * (movable - d), [0.0] * movable
+            mass_pb.append(np.array(p.calculateMassMatrix(rob.body, full, physicsClientId=env.world.cid))[:d, :d])
+            grav_pb.append(np.array(p.calculateInverseDynamics(rob.body, full, zero, zero, physicsClientId=env.world.cid))[:d])
     finally:
         env.close()
     t = torch.tensor(qs)
-    tool, quat, jl, ja = kin.forward(t)
+    tool, quat, jl, ja, *frames = kin.forward(t, frames=True)
+    mass, grav = (x.numpy() for x in dyn.mass_and_gravity(*frames))
+    mass_pb, grav_pb = np.array(mass_pb), np.array(grav_pb)
     down = env.spec_robot.ee_down_orientation
     ik_tw = ik_step(t, tool, quat, jl, ja, torch.tensor(np.array(targets)),
                     None if down is None else torch.tensor(down, dtype=torch.float64))
     return {"fk_max_err_m": float(np.abs(tool.numpy() - np.array(tool_pb)).max()),
             "ik_max_err_rad": float(np.abs(ik_tw.numpy() - np.array(ik_pb)).max()),
-            "ik_mean_err_rad": float(np.abs(ik_tw.numpy() - np.array(ik_pb)).mean())}
+            "ik_mean_err_rad": float(np.abs(ik_tw.numpy() - np.array(ik_pb)).mean()),
+            "mass_matrix_max_rel_err": float(np.abs(mass - mass_pb).max() / np.abs(mass_pb).max()),
+            "gravity_max_rel_err": float(np.abs(grav - grav_pb).max() / max(np.abs(grav_pb).max(), 1e-12))}
 
 
 def one_step_errors(robot: str, task: str, episodes: int = 10, seed: int = 700_000) -> dict[str, float]:

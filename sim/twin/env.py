@@ -40,9 +40,10 @@ from simgate.sim.task_rules import (
     reach_goal_range_m,
     reward_from_distance,
 )
+from simgate.sim.twin.dynamics import ArmDynamics, joint_damping
 from simgate.sim.twin.kinematics import Kinematics, quat_rotate
 from simgate.sim.twin.params import TwinParams, load_params
-from simgate.sim.twin.physics import motor_substep, pusher_contact, table_friction
+from simgate.sim.twin.physics import MotorStep, pusher_contact, table_friction
 
 TWIN_TASKS = ("reach", "push")
 TIME_STEP_S = 0.002
@@ -81,8 +82,10 @@ class TwinVecEnv(VectorEnv):
         self.upper = torch.tensor([j.upper for j in arm], **t)
         self.step_limit = torch.tensor([j.velocity for j in arm], **t) * spec.control_period_s
         self.home = torch.tensor([j.home for j in arm], **t)
-        self.accel = torch.tensor(self.params.accel_limit_rad_s2, **t)
-        self.accel_neg = torch.tensor(self.params.accel_limit_neg_rad_s2 or self.params.accel_limit_rad_s2, **t)
+        self.dynamics = ArmDynamics(spec, self.kin.chain_rank, device, dtype, bodies=self.params.bodies())
+        self.effort = [j.effort for j in arm]
+        damping = joint_damping(spec)
+        self.nominal_damping = torch.tensor(damping, **t)[:, None] if any(damping) else None  # (dof, 1)
         self.down = None if spec.ee_down_orientation is None else torch.tensor(spec.ee_down_orientation, **t)
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
         self.sync_free = sync_free or cuda_graph or compile
@@ -125,6 +128,7 @@ class TwinVecEnv(VectorEnv):
         self.dr = {k: self._zeros(n) for k in names}
         self._set_dr_defaults(torch.ones(n, dtype=torch.bool, device=self.device))
         self.pending = self._zeros(n, 11, 3)  # past actions for latency (<= 10 steps)
+        self._fk()
 
     def _set_dr_defaults(self, mask) -> None:
         defaults = {"link_mass_scale": 1.0, "lateral_friction": 0.5, "joint_damping": 0.0, "object_size_scale": 1.0,
@@ -189,7 +193,17 @@ class TwinVecEnv(VectorEnv):
         self.pending = torch.where(mask[:, None, None], 0.0, self.pending)
         self.commands_clipped = torch.where(mask, 0, self.commands_clipped)
         self.joint_limit_hits = torch.where(mask, 0, self.joint_limit_hits)
+        self._fk_where(mask)
+
+    def _fk_where(self, mask) -> None:
+        """FK for the envs in ``mask``; the others keep their pose (a table lift's linearized tool
+        point included), so a masked reset of nobody changes nothing (the sync-free step)."""
+        names = ("tool", "tool_quat", "jl", "ja", "tool_vel", "frame_origins", "frame_axes", "frame_quats")
+        old = [getattr(self, k) for k in names]
         self._fk()
+        for k, o in zip(names, old, strict=True):
+            n = getattr(self, k)
+            setattr(self, k, torch.where(mask.view(-1, *([1] * (n.dim() - 1))), n, o))
 
     def _draw_seeded(self, seeds: list[int]) -> None:
         """Per-env numpy draws in ArmEnv.reset's order: randomization, then the task's goal/object."""
@@ -215,7 +229,9 @@ class TwinVecEnv(VectorEnv):
                                           device=self.device, dtype=self.dtype)
 
     def _fk(self) -> None:
-        self.tool, self.tool_quat, self.jl, self.ja = self.kin.forward(self.q)
+        # the joint frames are kept as tensor attributes (a CUDA graph's static state is those)
+        self.tool, self.tool_quat, self.jl, self.ja, self.frame_origins, self.frame_axes, self.frame_quats = \
+            self.kin.forward(self.q, frames=True)
         self.tool_vel = (self.jl * self.qd[:, None, :]).sum(-1)
 
     # ---- Gymnasium API -----------------------------------------------------------------------
@@ -297,19 +313,17 @@ class TwinVecEnv(VectorEnv):
             u = torch.rand(self.num_envs, generator=self.gen, device=self.device, dtype=self.dtype) * 2 - 1
             active_n = torch.clamp(torch.round(n_sub * (1.0 + jit * u)), min=1)
             n_sub = self.max_substeps if self.sync_free else int(active_n.max())
-            accel = self.accel / self.dr["link_mass_scale"][:, None]
-            accel_neg = self.accel_neg / self.dr["link_mass_scale"][:, None]
-            damp = torch.exp(-self.dr["joint_damping"] * dt)[:, None]
+            mass_scale = self.dr["link_mass_scale"]
         else:
-            accel, accel_neg, damp = self.accel, self.accel_neg, None
+            mass_scale = None
+        damping = self.nominal_damping  # the randomization's damping replaces the URDF's on every joint
+        if self.randomization.enabled and self.randomization.joint_damping is not None:
+            damping = self.dr["joint_damping"][None, :]
+        frames = (self.frame_origins, self.frame_axes, self.frame_quats)
+        motor = MotorStep(*self.dynamics.mass_and_gravity(*frames), self.effort, dt, p.motor_sweeps,
+                          mass_scale, damping)
         q0, tool0, jl0 = self.q, self.tool, self.jl
-        qs = []
-        for k in range(n_sub):
-            active = None if active_n is None else (k < active_n)
-            self.q, self.qd = motor_substep(self.q, self.qd, target, p.position_gain, accel, dt, active, accel_neg)
-            if damp is not None:
-                self.qd = self.qd * damp
-            qs.append(self.q)
+        self.q, self.qd, qs = motor.run(self.q, self.qd, target, p.position_gain, n_sub, active_n)
         self._fk()
         floor = max(self.params.tool_floor_z_m, 0.0)
         self._stop_at_table(floor)
@@ -320,16 +334,20 @@ class TwinVecEnv(VectorEnv):
     def _stop_at_table(self, floor_z_m: float) -> None:
         """The table stops the fingers: a tool point the motors drove below its resting height is
         lifted back along the Jacobian's z row (least joint motion), and the joint velocity loses
-        its downward tool component, as the table contact does in PyBullet."""
+        its downward tool component, as the table contact does in PyBullet. The lift is a few mm:
+        the tool point moves along the Jacobian (second-order error ~1e-5 m) instead of a new FK
+        (a third of the step's time on a CPU); orientation and joint frames keep their values."""
         below = floor_z_m - self.tool[:, 2]
         if not self.sync_free and not bool((below > 0).any()):
             return
         jz = self.jl[:, 2, :]
         jj = torch.clamp((jz * jz).sum(-1), min=1e-9)
-        self.q = self.q + jz * (torch.clamp(below, min=0.0) / jj)[:, None]
+        dq = jz * (torch.clamp(below, min=0.0) / jj)[:, None]
+        self.q = self.q + dq
         vz = (jz * self.qd).sum(-1)
         self.qd = self.qd - jz * (torch.clamp(vz, max=0.0) * (below > 0) / jj)[:, None]
-        self._fk()
+        self.tool = self.tool + (self.jl * dq[:, None, :]).sum(-1)
+        self.tool_vel = (self.jl * self.qd[:, None, :]).sum(-1)
 
     def _stick_on_table(self, q0, tool0, target_z, floor_z_m: float, qs):
         """Fingers pressed on a high-friction table stick: PyBullet's arm cannot drag them (finger-table

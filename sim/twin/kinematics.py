@@ -99,15 +99,20 @@ class Kinematics:
         self._segs = [(p.to(device, dtype), q.to(device, dtype), c) for p, q, c in self.segments]
         self._axes = [torch.tensor(c.axis, dtype=dtype, device=device) for _, _, c in self.segments]
         self.base = torch.tensor(spec.base_position, dtype=dtype, device=device)
+        arm_index = [c.arm_index for _, _, c in self.segments]
+        self.chain_rank = [arm_index.index(i) for i in range(self.dof)]  # place of arm joint i on the chain
+        self._arm_order = self.chain_rank  # segment holding arm joint i
         self._identity = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=dtype, device=device)  # built once: graph-safe
 
-    def forward(self, q: torch.Tensor, jacobian: bool = True):
+    def forward(self, q: torch.Tensor, jacobian: bool = True, frames: bool = False):
         """Tool position (N, 3), orientation xyzw (N, 4) and, with ``jacobian``, the linear and
-        angular Jacobians (N, 3, dof) of the tool point for arm joints ``q`` (N, dof)."""
+        angular Jacobians (N, 3, dof) of the tool point for arm joints ``q`` (N, dof). With
+        ``frames`` also each arm joint's child frame, in arm-joint order: origins and joint axes
+        (N, dof, 3), orientations (N, dof, 4) (what ``ArmDynamics`` needs)."""
         n = q.shape[0]
         pos = self.base.expand(n, 3)
         quat = self._identity.to(q.dtype).expand(n, 4)
-        origins, axes = [], []
+        origins, axes, quats = [], [], []
         for (p_off, q_off, c), axis in zip(self._segs, self._axes, strict=True):
             pos = pos + quat_rotate(quat, p_off.expand(n, 3))
             quat = quat_mul(quat, q_off.expand(n, 4))
@@ -122,10 +127,16 @@ class Kinematics:
                 pos = pos + w_axis * a
             origins.append((pos, c))
             axes.append(w_axis)
+            quats.append(quat)
         tool = pos + quat_rotate(quat, self._tail[0].expand(n, 3))
         quat = quat_mul(quat, self._tail[1].expand(n, 4))
         if not jacobian:
             return tool, quat
+        extra = ()
+        if frames:
+            order = self._arm_order
+            extra = (torch.stack([origins[i][0] for i in order], 1), torch.stack([axes[i] for i in order], 1),
+                     torch.stack([quats[i] for i in order], 1))
         jl = torch.zeros(n, 3, self.dof, dtype=q.dtype, device=q.device)
         ja = torch.zeros_like(jl)
         for (o, c), w in zip(origins, axes, strict=True):
@@ -134,4 +145,4 @@ class Kinematics:
                 ja[:, :, c.arm_index] = w
             else:
                 jl[:, :, c.arm_index] = w
-        return tool, quat, jl, ja
+        return (tool, quat, jl, ja) + extra

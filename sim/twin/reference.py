@@ -65,10 +65,10 @@ def record(robot, task: str, mode: str, episodes: int, seed0: int, noise: float 
     return {k: np.array(v, dtype=np.float64) for k, v in rows.items()}
 
 
-def twin_at(robot, task: str, data: dict[str, np.ndarray], dtype=torch.float64) -> TwinVecEnv:
+def twin_at(robot, task: str, data: dict[str, np.ndarray], dtype=torch.float64, params=None) -> TwinVecEnv:
     """A twin with one env per recorded transition, set to the state before it."""
     n = len(data["q"])
-    twin = TwinVecEnv(robot, task, num_envs=n, dtype=dtype, max_episode_steps=10**9)
+    twin = TwinVecEnv(robot, task, num_envs=n, dtype=dtype, max_episode_steps=10**9, params=params)
     twin.reset(seed=0)
     t = lambda x: torch.tensor(x, dtype=dtype)  # noqa: E731
     twin.q, twin.qd, twin.target = t(data["q"]), t(data["qd"]), t(data["prev_target"])
