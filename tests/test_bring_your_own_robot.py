@@ -177,3 +177,32 @@ def test_a_robot_brought_as_a_spec_through_every_command(tmp_path):
     finally:
         emu.send_signal(signal.SIGINT)
         emu.wait(timeout=20)
+
+
+def test_fit_twin_then_twin_check_from_the_cli(tmp_path):
+    """The twin for an arm simgate does not ship: `fit-twin` measures its links in PyBullet and
+    writes the twin parameters beside the spec; `twin-check` then passes the bars on it. The
+    links' total mass must be the URDF's (PyBullet merges fixed links, it does not drop them)."""
+    import xml.etree.ElementTree as ET
+
+    import yaml
+
+    write_arm(tmp_path)
+    cli("sim", "fit-twin", "kuka_iiwa.yaml", cwd=tmp_path)
+    params = yaml.safe_load((tmp_path / "kuka_iiwa.twin.yaml").read_text())
+    assert len(params["links"]) == 7 and 1 <= params["motor_sweeps"] <= 4
+    root = ET.parse(tmp_path / "kuka_iiwa.urdf").getroot()
+    base = {j.find("parent").get("link") for j in root.findall("joint")} - {j.find("child").get("link") for j in root.findall("joint")}
+    urdf_mass = sum(float(lk.find("inertial/mass").get("value")) for lk in root.findall("link")
+                    if lk.find("inertial/mass") is not None and lk.get("name") not in base)
+    assert sum(lk["mass_kg"] for lk in params["links"]) == pytest.approx(urdf_mass, rel=1e-6)
+    out = cli("sim", "twin-check", "kuka_iiwa.yaml", "reach", "--episodes", "20", "--json", "check.json", cwd=tmp_path)
+    report = json.loads((tmp_path / "check.json").read_text())
+    assert report["failed"] == [], out.stdout
+    assert report["mass_matrix_max_rel_err"] <= 1e-6 and report["gravity_max_rel_err"] <= 1e-6
+    assert report["tool_one_step_scripted_mean_m"] <= 1e-3 and report["scripted_success_twin"] == report["scripted_success_pybullet"]
+    # a twin file that names the wrong number of links is refused, naming the file and the field
+    params["links"] = params["links"][:6]
+    (tmp_path / "kuka_iiwa.twin.yaml").write_text(yaml.safe_dump(params))
+    bad = cli("sim", "twin-check", "kuka_iiwa.yaml", "reach", "--episodes", "2", cwd=tmp_path, check=False)
+    assert bad.returncode != 0 and "kuka_iiwa.twin.yaml" in bad.stdout + bad.stderr and "links" in bad.stdout + bad.stderr

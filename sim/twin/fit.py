@@ -28,7 +28,7 @@ def measure_links(robot) -> list[LinkInertial]:
     from simgate.sim.twin.reference import env_id_for
 
     spec = resolve_spec(robot)
-    env = make(env_id_for(spec.name, "push" if "push" in spec.tasks else "reach"))
+    env = make(env_id_for(robot, "push" if "push" in spec.tasks else "reach"))
     try:
         rob, cid = env.robot, env.world.cid
         out = []
@@ -48,7 +48,7 @@ def tool_one_step_error_m(spec, params: TwinParams, parts: list[tuple[str, dict]
 
     errs = []
     for task, data in parts:
-        twin = twin_at(spec.name, task, data, params=params)
+        twin = twin_at(spec.spec_file or spec.name, task, data, params=params)
         step_twin(twin, data["action"])
         errs.append(np.linalg.norm(twin.tool.numpy() - data["tool_after"], axis=1))
     return float(np.concatenate(errs).mean())
@@ -77,10 +77,10 @@ def fit_twin(robot, episodes: int = 12, seed: int = 500_000, max_sweeps: int = 4
 
     spec = resolve_spec(robot)
     task = "push" if "push" in spec.tasks else "reach"
-    parts = [(task, record(spec.name, task, "scripted", episodes, seed)),
-             ("reach", record(spec.name, "reach", "scripted", episodes, seed + 1000))]
-    base = load_params(spec).model_copy(update={"links": measure_links(spec.name),
-                                                "tool_floor_z_m": round(tool_floor_z(spec.name), 5)})
+    parts = [(task, record(robot, task, "scripted", episodes, seed)),
+             ("reach", record(robot, "reach", "scripted", episodes, seed + 1000))]
+    base = load_params(spec).model_copy(update={"links": measure_links(robot),
+                                                "tool_floor_z_m": round(tool_floor_z(robot), 5)})
     errors = {n: tool_one_step_error_m(spec, base.model_copy(update={"motor_sweeps": n}), parts)
               for n in range(1, max_sweeps + 1)}
     best = min(errors.values())

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 import numpy as np
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from simgate.errors import ConfigError

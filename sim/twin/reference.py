@@ -10,13 +10,15 @@ import torch
 
 from simgate.sim.twin.env import TwinVecEnv
 
-TASK_ENV = {"reach": "Reach", "push": "Push"}
 
 
-def env_id_for(robot: str, task: str, dense: bool = False) -> str:
-    from simgate.sim.registry import ROBOT_PREFIX
+def env_id_for(robot, task: str, dense: bool = False) -> str:
+    """The PyBullet env id of ``task`` for a built-in robot or a spec file (registered here)."""
+    from simgate.sim.registry import register_robot, robot_env_id
 
-    return f"simgate/{ROBOT_PREFIX.get(robot, robot)}{TASK_ENV[task]}{'Dense' if dense else ''}-v0"
+    register_robot(robot)
+    env_id = robot_env_id(robot, task)
+    return env_id.replace("-v0", "Dense-v0") if dense else env_id
 
 
 def _scripted(env):
