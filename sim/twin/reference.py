@@ -11,7 +11,6 @@ import torch
 from simgate.sim.twin.env import TwinVecEnv
 
 
-
 def env_id_for(robot, task: str, dense: bool = False) -> str:
     """The PyBullet env id of ``task`` for a built-in robot or a spec file (registered here)."""
     from simgate.sim.registry import register_robot, robot_env_id
