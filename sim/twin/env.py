@@ -193,17 +193,7 @@ class TwinVecEnv(VectorEnv):
         self.pending = torch.where(mask[:, None, None], 0.0, self.pending)
         self.commands_clipped = torch.where(mask, 0, self.commands_clipped)
         self.joint_limit_hits = torch.where(mask, 0, self.joint_limit_hits)
-        self._fk_where(mask)
-
-    def _fk_where(self, mask) -> None:
-        """FK for the envs in ``mask``; the others keep their pose (a table lift's linearized tool
-        point included), so a masked reset of nobody changes nothing (the sync-free step)."""
-        names = ("tool", "tool_quat", "jl", "ja", "tool_vel", "frame_origins", "frame_axes", "frame_quats")
-        old = [getattr(self, k) for k in names]
         self._fk()
-        for k, o in zip(names, old, strict=True):
-            n = getattr(self, k)
-            setattr(self, k, torch.where(mask.view(-1, *([1] * (n.dim() - 1))), n, o))
 
     def _draw_seeded(self, seeds: list[int]) -> None:
         """Per-env numpy draws in ArmEnv.reset's order: randomization, then the task's goal/object."""
@@ -334,20 +324,17 @@ class TwinVecEnv(VectorEnv):
     def _stop_at_table(self, floor_z_m: float) -> None:
         """The table stops the fingers: a tool point the motors drove below its resting height is
         lifted back along the Jacobian's z row (least joint motion), and the joint velocity loses
-        its downward tool component, as the table contact does in PyBullet. The lift is a few mm:
-        the tool point moves along the Jacobian (second-order error ~1e-5 m) instead of a new FK
-        (a third of the step's time on a CPU); orientation and joint frames keep their values."""
+        its downward tool component, as the table contact does in PyBullet. FK runs again (a landing
+        lifts by up to ~3 cm: the Jacobian alone would leave the tool ~1 mm off)."""
         below = floor_z_m - self.tool[:, 2]
         if not self.sync_free and not bool((below > 0).any()):
             return
         jz = self.jl[:, 2, :]
         jj = torch.clamp((jz * jz).sum(-1), min=1e-9)
-        dq = jz * (torch.clamp(below, min=0.0) / jj)[:, None]
-        self.q = self.q + dq
+        self.q = self.q + jz * (torch.clamp(below, min=0.0) / jj)[:, None]
         vz = (jz * self.qd).sum(-1)
         self.qd = self.qd - jz * (torch.clamp(vz, max=0.0) * (below > 0) / jj)[:, None]
-        self.tool = self.tool + (self.jl * dq[:, None, :]).sum(-1)
-        self.tool_vel = (self.jl * self.qd[:, None, :]).sum(-1)
+        self._fk()
 
     def _stick_on_table(self, q0, tool0, target_z, floor_z_m: float, qs):
         """Fingers pressed on a high-friction table stick: PyBullet's arm cannot drag them (finger-table
@@ -381,10 +368,13 @@ class TwinVecEnv(VectorEnv):
         contact_z = 2.0 * box["h"] + p.tool_floor_z_m
         prev = tool0
         frozen = self.tipped
-        stride = max(1, n_sub // p.contact_substeps)
+        # a fixed stride and each env's own period: the eager step (n_sub = the longest jittered
+        # period drawn) and the sync-free one (n_sub = the longest possible) give the same box
+        stride = max(1, self.substeps // p.contact_substeps)
         for k in range(stride - 1, n_sub, stride):
             dq = qs[k] - q0
-            cur = tool0 + (jl0 * dq[:, None, :]).sum(-1) + corr * ((k + 1) / n_sub)
+            frac = (k + 1) / n_sub if active_n is None else torch.clamp((k + 1) / active_n, max=1.0)[:, None]
+            cur = tool0 + (jl0 * dq[:, None, :]).sum(-1) + corr * frac
             dt_c = dt * stride
             vel = (cur - prev)[:, :2] / dt_c
             prev = cur

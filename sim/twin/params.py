@@ -6,11 +6,12 @@ defaults (inertias merged from the URDF, 2 sweeps) and `twin-check` says how wel
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from simgate.errors import ConfigError
 from simgate.sim.robot_spec import ROBOTS_DIR, RobotSpec
@@ -25,9 +26,23 @@ class LinkInertial(BaseModel):
 
     mass_kg: float = Field(ge=0)
     com_m: tuple[float, float, float]
-    inertia_diag_kg_m2: tuple[float, float, float] = Field(description="principal moments about the centre of mass")
+    inertia_diag_kg_m2: tuple[float, float, float] = Field(description="principal moments about the centre of mass (>= 0)")
     inertia_quat_xyzw: tuple[float, float, float, float] = Field((0.0, 0.0, 0.0, 1.0),
                                                                   description="principal axes in the joint frame")
+
+    @field_validator("inertia_diag_kg_m2")
+    @classmethod
+    def _moments_not_negative(cls, v):
+        if min(v) < 0:
+            raise ValueError(f"principal moments must be >= 0, got {v}")
+        return v
+
+    @field_validator("inertia_quat_xyzw")
+    @classmethod
+    def _unit_quaternion(cls, v):
+        if abs(sum(x * x for x in v) - 1.0) > 1e-6:
+            raise ValueError(f"must be a unit quaternion, got {v}")
+        return v
 
     def body(self) -> RigidBody:
         x, y, z, w = self.inertia_quat_xyzw
@@ -64,6 +79,9 @@ class TwinParams(BaseModel):
         return None if self.links is None else [link.body() for link in self.links]
 
 
+REMOVED_FIELDS = ("accel_limit_rad_s2", "accel_limit_neg_rad_s2")
+
+
 def params_path(spec: RobotSpec) -> Path:
     return Path(spec.spec_dir or ROBOTS_DIR) / f"{spec.name}.twin.yaml"
 
@@ -76,8 +94,14 @@ def load_params(spec: RobotSpec) -> TwinParams:
     path = params_path(spec)
     if not path.exists():
         return default_params(spec)
+    raw = yaml.safe_load(path.read_text())
+    old = [k for k in REMOVED_FIELDS if isinstance(raw, dict) and k in raw]
+    if old:  # the per-joint motor model's fields: `fit-twin` replaces them
+        warnings.warn(f"twin parameters {path}: {', '.join(old)} belong to the earlier per-joint motor model and are "
+                      f"ignored; run `simgate sim fit-twin {spec.name}` to measure the link inertias", stacklevel=2)
+        raw = {k: v for k, v in raw.items() if k not in old}
     try:
-        params = TwinParams.model_validate(yaml.safe_load(path.read_text()))
+        params = TwinParams.model_validate(raw)
     except Exception as exc:  # pydantic / yaml: name the file
         raise ConfigError(f"twin parameters {path}: {exc}") from exc
     if params.links is not None and len(params.links) != spec.dof:

@@ -138,10 +138,12 @@ def pusher_contact(box, disks_xy, disk_v, radius_m: float, touching, finger_mu, 
     lim = finger_mu * j
     jt = torch.maximum(torch.minimum(jt, lim), -lim)
     v = box["v"] + j[:, None] * u + jt[:, None] * t
-    # a kinematic pusher cannot throw the box faster than it moves itself (plus the capped recovery)
+    # a kinematic pusher cannot throw the box faster than it moves itself (plus the capped recovery);
+    # a box it does not touch keeps its speed
     cap = torch.linalg.vector_norm(disk_v, dim=-1) + MAX_RECOVERY_M_S
     speed = torch.linalg.vector_norm(v, dim=-1)
-    box["v"] = v * torch.clamp(cap / torch.clamp(speed, min=1e-9), max=1.0)[:, None]
+    capped = v * torch.clamp(cap / torch.clamp(speed, min=1e-9), max=1.0)[:, None]
+    box["v"] = torch.where((pen_k > 0)[:, None], capped, v)
     box["w"] = box["w"] + (rxu * j + rxt * jt) / inertia
     return pen
 

@@ -104,7 +104,7 @@ def sim_video(
 
 @sim_app.command("fit-twin")
 def sim_fit_twin(robot: str = typer.Argument(..., help="robot name or spec .yaml")) -> None:
-    """Fit the batched twin's joint motor model to PyBullet; writes <spec>.twin.yaml next to the spec."""
+    """Measure the arm's link inertias in PyBullet and fit the twin's motor sweeps; writes <spec>.twin.yaml next to the spec."""
     import torch
 
     from simgate.sim.twin.fit import fit_and_save
@@ -112,7 +112,7 @@ def sim_fit_twin(robot: str = typer.Argument(..., help="robot name or spec .yaml
     torch.set_num_threads(1)
     params, path = fit_and_save(robot)
     console.print(f"wrote {path}")
-    print(json.dumps(params.model_dump(), indent=2))
+    print(json.dumps(params.model_dump(mode="json"), indent=2))
 
 
 @sim_app.command("twin-check")
@@ -136,4 +136,6 @@ def sim_twin_check(
         json_out.write_text(json.dumps(report, indent=2))
     if report["failed"]:
         console.print(f"[red]twin-check: outside the thresholds: {', '.join(report['failed'])}[/red]")
+        if any(k.startswith(("mass_matrix", "gravity")) for k in report["failed"]):
+            console.print(f"the twin's link inertias are not PyBullet's: run `simgate sim fit-twin {robot}`")
         raise typer.Exit(1)
