@@ -206,3 +206,9 @@ def test_fit_twin_then_twin_check_from_the_cli(tmp_path):
     (tmp_path / "kuka_iiwa.twin.yaml").write_text(yaml.safe_dump(params))
     bad = cli("sim", "twin-check", "kuka_iiwa.yaml", "reach", "--episodes", "2", cwd=tmp_path, check=False)
     assert bad.returncode != 0 and "kuka_iiwa.twin.yaml" in bad.stdout + bad.stderr and "links" in bad.stdout + bad.stderr
+    # a file from the earlier per-joint motor model: its fields are dropped with a warning naming them
+    params.pop("links")
+    params["accel_limit_rad_s2"] = [50.0] * 7
+    (tmp_path / "kuka_iiwa.twin.yaml").write_text(yaml.safe_dump(params))
+    old = cli("sim", "twin-check", "kuka_iiwa.yaml", "reach", "--episodes", "2", cwd=tmp_path, check=False)
+    assert "accel_limit_rad_s2" in old.stderr and "fit-twin" in old.stderr, old.stderr

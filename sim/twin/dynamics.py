@@ -13,7 +13,6 @@ Units: kg, m, kg m^2, N m; gravity 9.81 m/s^2 along -z.
 from __future__ import annotations
 
 import math
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 
 from simgate.errors import RobotLoadError
 from simgate.sim.robot_spec import RobotSpec
-from simgate.sim.twin.kinematics import read_chain
+from simgate.sim.twin.kinematics import read_chain, urdf_root
 
 GRAVITY_M_S2 = 9.81
 
@@ -77,10 +76,7 @@ def _merge(parts: list[tuple[RigidBody, np.ndarray, np.ndarray]]) -> RigidBody:
 
 def arm_bodies(spec: RobotSpec) -> list[RigidBody]:
     """One rigid body per arm joint (in ``spec.arm_joints`` order), in that joint's child frame."""
-    try:
-        root = ET.parse(spec.urdf_path()).getroot()
-    except (OSError, ET.ParseError) as exc:
-        raise RobotLoadError(f"robot {spec.name!r}: URDF not readable ({exc})") from exc
+    root = urdf_root(spec)
     links = {lk.get("name"): lk for lk in root.findall("link")}
     children: dict[str, list] = {}
     for j in root.findall("joint"):
@@ -107,10 +103,7 @@ def arm_bodies(spec: RobotSpec) -> list[RigidBody]:
 
 def joint_damping(spec: RobotSpec) -> list[float]:
     """The URDF's ``<dynamics damping>`` of each arm joint, N m s/rad (PyBullet applies it)."""
-    try:
-        root = ET.parse(spec.urdf_path()).getroot()
-    except (OSError, ET.ParseError) as exc:
-        raise RobotLoadError(f"robot {spec.name!r}: URDF not readable ({exc})") from exc
+    root = urdf_root(spec)
     joints = {j.get("name"): j for j in root.findall("joint")}
     out = []
     for aj in spec.arm_joints:

@@ -49,12 +49,17 @@ class ChainJoint:
     arm_index: int  # column in the arm's joint vector, -1 when constant
 
 
-def read_chain(spec: RobotSpec) -> list[ChainJoint]:
-    """Joints from the URDF root to ``spec.ee_link``, root first."""
+def urdf_root(spec: RobotSpec) -> ET.Element:
+    """The spec's URDF, parsed (an unreadable file names the robot)."""
     try:
-        root = ET.parse(spec.urdf_path()).getroot()
+        return ET.parse(spec.urdf_path()).getroot()
     except (OSError, ET.ParseError) as exc:
         raise RobotLoadError(f"robot {spec.name!r}: URDF not readable ({exc})") from exc
+
+
+def read_chain(spec: RobotSpec) -> list[ChainJoint]:
+    """Joints from the URDF root to ``spec.ee_link``, root first."""
+    root = urdf_root(spec)
     parent_joint = {j.find("child").get("link"): j for j in root.findall("joint")}
     arm = {j.name: i for i, j in enumerate(spec.arm_joints)}
     chain, link = [], spec.ee_link
@@ -101,7 +106,6 @@ class Kinematics:
         self.base = torch.tensor(spec.base_position, dtype=dtype, device=device)
         arm_index = [c.arm_index for _, _, c in self.segments]
         self.chain_rank = [arm_index.index(i) for i in range(self.dof)]  # place of arm joint i on the chain
-        self._arm_order = self.chain_rank  # segment holding arm joint i
         self._identity = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=dtype, device=device)  # built once: graph-safe
 
     def forward(self, q: torch.Tensor, jacobian: bool = True, frames: bool = False):
@@ -134,7 +138,7 @@ class Kinematics:
             return tool, quat
         extra = ()
         if frames:
-            order = self._arm_order
+            order = self.chain_rank  # segment holding arm joint i
             extra = (torch.stack([origins[i][0] for i in order], 1), torch.stack([axes[i] for i in order], 1),
                      torch.stack([quats[i] for i in order], 1))
         jl = torch.zeros(n, 3, self.dof, dtype=q.dtype, device=q.device)
