@@ -58,6 +58,8 @@ def rotation_error(q_des, q_cur, weight: float = ORIENTATION_WEIGHT_M_PER_RAD):
 def dls_step(jac, err, damping: float = IK_DAMPING):
     """Joint step ``J^T (J J^T + damping^2 I)^-1 err`` for ``jac`` (..., m, n) and ``err`` (..., m)."""
     xp = _xp(jac)
+    if xp is not np and jac.dim() == 3:  # a torch batch: the same step, batch last
+        return _dls_step_batch_last(jac.permute(2, 1, 0), err.T, damping).T
     m = jac.shape[-2]
     eye = xp.eye(m, dtype=jac.dtype) if xp is np else xp.eye(m, dtype=jac.dtype, device=jac.device)
     # products by broadcasting: batched matmul of 6x7 blocks is slower on the CPU for large batches
@@ -66,6 +68,50 @@ def dls_step(jac, err, damping: float = IK_DAMPING):
     # J J^T + damping^2 I is positive definite, so the solve cannot fail
     sol = np.linalg.solve(jjt, err[..., None]) if xp is np else xp.linalg.solve_ex(jjt, err[..., None])[0]
     return (jac * sol).sum(-2)
+
+
+def _dls_step_batch_last(jac, err, damping: float):
+    """``dls_step`` for torch with the batch last: ``jac`` (n, m, N) (joint-major), ``err`` (m, N) ->
+    (n, N). Rows of N contiguous floats and a Cholesky solve written out over them: on a CPU the
+    batched LAPACK calls on N tiny matrices and the (N, m, m, n) product cost ~4x more; it works
+    on any device and has no host reads (a CUDA graph can capture it)."""
+    n, m = jac.shape[0], jac.shape[1]
+    a = jac[0][:, None] * jac[0][None]  # J J^T, (m, m, N)
+    for k in range(1, n):
+        a.addcmul_(jac[k][:, None], jac[k][None])
+    low = [[None] * m for _ in range(m)]  # J J^T + damping^2 I = L L^T, positive definite
+    inv_diag = [None] * m
+    for j in range(m):
+        s = a[j, j] + damping**2
+        for k in range(j):
+            s = torch_addcmul(s, low[j][k], low[j][k])
+        inv_diag[j] = s.rsqrt()
+        for i in range(j + 1, m):
+            s = a[i, j]
+            for k in range(j):
+                s = torch_addcmul(s, low[i][k], low[j][k])
+            low[i][j] = s * inv_diag[j]
+    y = []
+    for i in range(m):  # L y = err
+        s = err[i]
+        for k in range(i):
+            s = torch_addcmul(s, low[i][k], y[k])
+        y.append(s * inv_diag[i])
+    x = [None] * m
+    for i in reversed(range(m)):  # L^T x = y
+        s = y[i]
+        for k in range(i + 1, m):
+            s = torch_addcmul(s, low[k][i], x[k])
+        x[i] = s * inv_diag[i]
+    sol = x[0][None] * jac[:, 0]
+    for i in range(1, m):
+        sol = sol.addcmul_(x[i][None], jac[:, i])
+    return sol
+
+
+def torch_addcmul(s, a, b):
+    """``s - a * b`` for tensors (one kernel)."""
+    return s.addcmul(a, b, value=-1.0)
 
 
 def ik_step(q_arm, tool_pos, tool_quat, jac_lin, jac_ang, target_pos, down_quat=None,
@@ -78,6 +124,9 @@ def ik_step(q_arm, tool_pos, tool_quat, jac_lin, jac_ang, target_pos, down_quat=
     jac = jac_lin
     if down_quat is not None:
         err = cat([err, rotation_error(down_quat, tool_quat, weight)], -1)
+        if xp is not np and jac_lin.dim() == 3:  # a torch batch: joint-major, as dls_step works on it
+            jac = cat([jac_lin.permute(2, 1, 0), jac_ang.permute(2, 1, 0) * weight], 1)
+            return q_arm + _dls_step_batch_last(jac, err.T, damping).T
         jac = cat([jac_lin, jac_ang * weight], -2)
     return q_arm + dls_step(jac, err, damping)
 

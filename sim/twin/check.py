@@ -41,7 +41,7 @@ def kinematics_errors(robot: str, n: int = 200, seed: int = 0) -> dict[str, floa
     env = make(env_id_for(robot, "push" if "push" in resolve_spec(robot).tasks else "reach"))
     rob = env.robot
     kin = Kinematics(env.spec_robot, dtype=torch.float64)
-    dyn = ArmDynamics(env.spec_robot, kin.chain_rank, dtype=torch.float64, bodies=load_params(env.spec_robot).bodies())
+    dyn = ArmDynamics(env.spec_robot, kin, dtype=torch.float64, bodies=load_params(env.spec_robot).bodies())
     rng = np.random.default_rng(seed)
     d = rob.dof
     qs = np.clip(rob.home[:d] + rng.normal(0, 0.3, (n, d)), rob.lower[:d], rob.upper[:d])
@@ -61,8 +61,8 @@ def kinematics_errors(robot: str, n: int = 200, seed: int = 0) -> dict[str, floa
     finally:
         env.close()
     t = torch.tensor(qs)
-    tool, quat, jl, ja, *frames = kin.forward(t, frames=True)
-    mass, grav = (x.numpy() for x in dyn.mass_and_gravity(*frames))
+    tool, quat, jl, ja, frames = kin.forward(t, frames=True)
+    mass, grav = (x.numpy() for x in dyn.mass_and_gravity(frames))
     mass_pb, grav_pb = np.array(mass_pb), np.array(grav_pb)
     down = env.spec_robot.ee_down_orientation
     ik_tw = ik_step(t, tool, quat, jl, ja, torch.tensor(np.array(targets)),

@@ -20,7 +20,7 @@ import torch
 
 from simgate.errors import RobotLoadError
 from simgate.sim.robot_spec import RobotSpec
-from simgate.sim.twin.kinematics import read_chain, urdf_root
+from simgate.sim.twin.kinematics import Kinematics, read_chain, urdf_root
 
 GRAVITY_M_S2 = 9.81
 
@@ -117,11 +117,9 @@ def _cross(a, b):
     return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
 
 
-def _rotate(qv, qw, v):
-    """Rotate vectors by xyzw quaternions, all as component tensors (``qv``: 3 of them, ``qw``)."""
-    t = [2.0 * x for x in _cross(qv, v)]
-    u = _cross(qv, t)
-    return [v[i] + qw * t[i] + u[i] for i in range(3)]
+def _rotate(cols, v):
+    """Rotate vectors by rotation matrices, both as component tensors (``cols``: 3 columns of 3)."""
+    return [cols[0][i] * v[0] + cols[1][i] * v[1] + cols[2][i] * v[2] for i in range(3)]
 
 
 def _reverse_cumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -134,11 +132,12 @@ class ArmDynamics:
     ``M[s, t] = w_s . L_t(about o_s)`` for s <= t, from the composite's mass, first and second
     moments about the world origin (reverse cumulative sums over the chain)."""
 
-    def __init__(self, spec: RobotSpec, chain_rank: list[int], device="cpu", dtype=torch.float32,
+    def __init__(self, spec: RobotSpec, kin: Kinematics, device="cpu", dtype=torch.float32,
                  bodies: list[RigidBody] | None = None) -> None:
-        """``chain_rank[i]``: place of arm joint i on the chain from the base (0 = first); ``bodies``:
-        one per arm joint (the twin parameters' bodies measured in PyBullet), else from the URDF."""
+        """``kin``: the arm's ``Kinematics`` (its frames feed ``mass_and_gravity``); ``bodies``: one
+        per arm joint (the twin parameters' bodies measured in PyBullet), else from the URDF."""
         bodies = bodies or arm_bodies(spec)
+        chain_rank = kin.chain_rank
         order = sorted(range(len(bodies)), key=lambda i: chain_rank[i])  # chain order -> arm index
         if order != list(range(len(bodies))):
             raise RobotLoadError(f"robot {spec.name!r}: the twin's dynamics needs arm_joints listed base to tip")
@@ -146,33 +145,38 @@ class ArmDynamics:
             raise RobotLoadError(f"robot {spec.name!r}: the twin's dynamics covers revolute arm joints only")
         t = dict(device=device, dtype=dtype)
         self.mass = torch.tensor([b.mass_kg for b in bodies], **t)  # (K,)
-        self.com = torch.tensor(np.array([b.com_m for b in bodies]), **t).T[..., None].unbind(0)  # 3 x (K, 1)
+        # the frames are the child frames times joint_align: body vectors are turned by its transpose
+        to_frame = [a.T for a in kin.joint_align]
+        self.com = torch.tensor(np.array([r @ b.com_m for r, b in zip(to_frame, bodies, strict=True)]),
+                                **t).T[..., None].unbind(0)  # 3 x (K, 1)
         # principal moments (K, 3) and axes (3 x (K, 3), link frame): the world inertia is then a sum
         # of three outer products, cheaper than R I R^T on small batched matrices
         moments, axes = zip(*(np.linalg.eigh(b.inertia_kg_m2) for b in bodies), strict=True)
         self.moments = torch.tensor(np.array(moments), **t).T[..., None].unbind(0)  # 3 x (K, 1)
-        self.principal = [torch.tensor(np.array([a[:, i] for a in axes]), **t).T[..., None].unbind(0)
+        self.principal = [torch.tensor(np.array([r @ a[:, i] for r, a in zip(to_frame, axes, strict=True)]),
+                                       **t).T[..., None].unbind(0)
                           for i in range(3)]  # 3 axes x 3 components x (K, 1)
         self.composite_mass = _reverse_cumsum(self.mass, 0)[:, None]
         self.beyond = torch.triu(torch.ones(len(bodies), len(bodies), **t))  # beyond @ x: sums over k >= t
         k = len(bodies)
         self.upper = torch.triu(torch.ones(k, k, device=device, dtype=torch.bool))  # [s, t]: s <= t
 
-    def mass_and_gravity(self, origins, axes, quats):
-        """``origins``/``axes`` (N, dof, 3), ``quats`` (N, dof, 4) of each arm joint's child frame in
-        the world. Returns M (N, dof, dof) and G (N, dof). Computed on (K, N) component tensors
-        (batch last): 3x3 and batched-matmul kernels on (N, K, ...) tensors cost 3-5x more on a CPU."""
-        frames = torch.cat([origins, axes, quats], -1).permute(2, 1, 0).contiguous().unbind(0)  # 10 x (K, N)
-        o, w, qv, qw = frames[0:3], frames[3:6], frames[6:9], frames[9]
+    def mass_and_gravity(self, frames):
+        """``frames`` (12, dof, N): each arm joint's frame from ``Kinematics.forward(..., frames=True)``.
+        Returns M (N, dof, dof) and G (N, dof). Computed on (K, N) component tensors (batch last):
+        3x3 and batched-matmul kernels on (N, K, ...) tensors cost 3-5x more on a CPU."""
+        rows = frames.unbind(0)
+        o, cols = rows[0:3], (rows[3:6], rows[6:9], rows[9:12])
+        w = cols[2]  # the joint axes
         m = self.mass[:, None]
-        c = [a + b for a, b in zip(o, _rotate(qv, qw, self.com), strict=True)]  # centres of mass
+        c = [a + b for a, b in zip(o, _rotate(cols, self.com), strict=True)]  # centres of mass
         # second moment of each link about the world origin, 6 components (xx yy zz xy xz yz):
         # sum_a I_a u_a u_a^T + m (|c|^2 E - c c^T); then summed over the links beyond each joint
         sq = c[0] * c[0] + c[1] * c[1] + c[2] * c[2]
         sec = [m * (sq - c[0] * c[0]), m * (sq - c[1] * c[1]), m * (sq - c[2] * c[2]),
                -m * c[0] * c[1], -m * c[0] * c[2], -m * c[1] * c[2]]
         for axis, lam in zip(self.principal, self.moments, strict=True):
-            u = _rotate(qv, qw, axis)
+            u = _rotate(cols, axis)
             for j, (x, y) in enumerate(((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))):
                 sec[j] = sec[j] + lam * u[x] * u[y]
         beyond = (self.beyond @ torch.stack(sec + [m * c[0], m * c[1], m * c[2]])).unbind(0)  # sums over k >= t

@@ -41,7 +41,7 @@ from simgate.sim.task_rules import (
     reward_from_distance,
 )
 from simgate.sim.twin.dynamics import ArmDynamics, joint_damping
-from simgate.sim.twin.kinematics import Kinematics, quat_rotate
+from simgate.sim.twin.kinematics import Kinematics
 from simgate.sim.twin.params import TwinParams, load_params
 from simgate.sim.twin.physics import MotorStep, pusher_contact, table_friction
 
@@ -82,7 +82,7 @@ class TwinVecEnv(VectorEnv):
         self.upper = torch.tensor([j.upper for j in arm], **t)
         self.step_limit = torch.tensor([j.velocity for j in arm], **t) * spec.control_period_s
         self.home = torch.tensor([j.home for j in arm], **t)
-        self.dynamics = ArmDynamics(spec, self.kin.chain_rank, device, dtype, bodies=self.params.bodies())
+        self.dynamics = ArmDynamics(spec, self.kin, device, dtype, bodies=self.params.bodies())
         self.effort = [j.effort for j in arm]
         damping = joint_damping(spec)
         self.nominal_damping = torch.tensor(damping, **t)[:, None] if any(damping) else None  # (dof, 1)
@@ -219,10 +219,9 @@ class TwinVecEnv(VectorEnv):
                                           device=self.device, dtype=self.dtype)
 
     def _fk(self) -> None:
-        # the joint frames are kept as tensor attributes (a CUDA graph's static state is those)
-        self.tool, self.tool_quat, self.jl, self.ja, self.frame_origins, self.frame_axes, self.frame_quats = \
-            self.kin.forward(self.q, frames=True)
-        self.tool_vel = (self.jl * self.qd[:, None, :]).sum(-1)
+        # the joint frames are kept as a tensor attribute (a CUDA graph's static state is those)
+        self.tool, self.tool_quat, self.jl, self.ja, self.frames = self.kin.forward(self.q, frames=True)
+        self.tool_vel = (self.jl.permute(2, 1, 0) * self.qd.T[:, None]).sum(0).T.contiguous()  # joint-major sum
 
     # ---- Gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
@@ -309,8 +308,7 @@ class TwinVecEnv(VectorEnv):
         damping = self.nominal_damping  # the randomization's damping replaces the URDF's on every joint
         if self.randomization.enabled and self.randomization.joint_damping is not None:
             damping = self.dr["joint_damping"][None, :]
-        frames = (self.frame_origins, self.frame_axes, self.frame_quats)
-        motor = MotorStep(*self.dynamics.mass_and_gravity(*frames), self.effort, dt, p.motor_sweeps,
+        motor = MotorStep(*self.dynamics.mass_and_gravity(self.frames), self.effort, dt, p.motor_sweeps,
                           mass_scale, damping)
         q0, tool0, jl0 = self.q, self.tool, self.jl
         self.q, self.qd, qs = motor.run(self.q, self.qd, target, p.position_gain, n_sub, active_n)
@@ -356,47 +354,53 @@ class TwinVecEnv(VectorEnv):
 
     def _push(self, q0, tool0, jl0, qs, active_n) -> None:
         """Box dynamics over the substeps, the tool interpolated between the exact FK poses at the
-        ends of the step (linearized with the start Jacobian, corrected to hit the end pose)."""
-        p, dt, box = self.params, TIME_STEP_S, self.box
+        ends of the step (linearized with the start Jacobian, corrected to hit the end pose).
+        Batch-last components throughout ((3, N) points, (N,) box state)."""
+        p, dt = self.params, TIME_STEP_S
         n_sub = len(qs)
-        lin_end = tool0 + (jl0 * (qs[-1] - q0)[:, None, :]).sum(-1)
-        corr = self.tool - lin_end
-        ydir = self._tool_y_xy()
-        offsets = self._const([o * self.scale for o in p.pusher_offsets_m])[None, :, None]
+        jac = jl0.permute(2, 1, 0)  # (dof, 3, N)
+        q0_jm, t0 = q0.T, tool0.T.contiguous()
+        corr = self.tool.T - (t0 + (jac * (qs[-1].T - q0_jm)[:, None]).sum(0))
+        ydir_x, ydir_y = self._tool_y_xy()
+        offsets = self._const([o * self.scale for o in p.pusher_offsets_m])[:, None]  # (D, 1)
         mu_t = p.table_friction * (self.dr["lateral_friction"] / 0.5) ** 2
         mu_f = p.finger_friction * self.dr["lateral_friction"] / 0.5
+        box = self.box
+        b = {"x": box["xy"][:, 0].contiguous(), "y": box["xy"][:, 1].contiguous(), "vx": box["v"][:, 0].contiguous(),
+             "vy": box["v"][:, 1].contiguous(), "yaw": box["yaw"], "w": box["w"], "h": box["h"]}
         contact_z = 2.0 * box["h"] + p.tool_floor_z_m
-        prev = tool0
+        prev = t0
         frozen = self.tipped
         # a fixed stride and each env's own period: the eager step (n_sub = the longest jittered
         # period drawn) and the sync-free one (n_sub = the longest possible) give the same box
         stride = max(1, self.substeps // p.contact_substeps)
+        dt_c = dt * stride
         for k in range(stride - 1, n_sub, stride):
-            dq = qs[k] - q0
-            frac = (k + 1) / n_sub if active_n is None else torch.clamp((k + 1) / active_n, max=1.0)[:, None]
-            cur = tool0 + (jl0 * dq[:, None, :]).sum(-1) + corr * frac
-            dt_c = dt * stride
-            vel = (cur - prev)[:, :2] / dt_c
+            frac = (k + 1) / n_sub if active_n is None else torch.clamp((k + 1) / active_n, max=1.0)
+            cur = t0 + (jac * (qs[k].T - q0_jm)[:, None]).sum(0) + corr * frac
+            vel_x, vel_y = (cur[0] - prev[0]) / dt_c, (cur[1] - prev[1]) / dt_c
             prev = cur
-            touching = (cur[:, 2] < contact_z) & ~frozen
+            touching = (cur[2] < contact_z) & ~frozen
             active = None if active_n is None else (k < active_n)
             if active is not None:
                 touching = touching & active
-            disks = cur[:, None, :2] + ydir[:, None] * offsets
-            pen = pusher_contact(box, disks, vel, p.pusher_radius_m * self.scale, touching, mu_f, p.contact_bias, dt_c)
-            tip = touching & (cur[:, 2] >= p.tip_min_z_m * self.scale) & (pen.amax(1) > p.tip_penetration_m * self.scale)
+            pen = pusher_contact(b, cur[0] + ydir_x * offsets, cur[1] + ydir_y * offsets, vel_x, vel_y,
+                                 p.pusher_radius_m * self.scale, touching, mu_f, p.contact_bias, dt_c)
+            tip = touching & (cur[2] >= p.tip_min_z_m * self.scale) & (pen.amax(0) > p.tip_penetration_m * self.scale)
             frozen = frozen | tip
-            box["v"] = torch.where(frozen[:, None], 0.0, box["v"])
-            box["w"] = torch.where(frozen, 0.0, box["w"])
-            table_friction(box, mu_t, dt_c, active)
+            for key in ("vx", "vy", "w"):
+                b[key] = torch.where(frozen, 0.0, b[key])
+            table_friction(b, mu_t, dt_c, active)
         self.tipped = frozen
+        box["xy"], box["v"] = torch.stack([b["x"], b["y"]], -1), torch.stack([b["vx"], b["vy"]], -1)
+        box["yaw"], box["w"] = b["yaw"], b["w"]
 
     def _tool_y_xy(self):
-        qv = self.tool_quat
-        y = torch.zeros_like(self.tool)
-        y[:, 1] = 1.0
-        d = quat_rotate(qv, y)[:, :2]
-        return d / torch.clamp(torch.linalg.vector_norm(d, dim=-1, keepdim=True), min=1e-6)
+        """The tool's y axis in the table plane, unit length: 2 x (N,)."""
+        x, y, z, w = self.tool_quat.unbind(-1)
+        ax, ay = 2.0 * (x * y - z * w), 1.0 - 2.0 * (x * x + z * z)
+        inv = 1.0 / torch.clamp(torch.sqrt(ax * ax + ay * ay), min=1e-6)
+        return ax * inv, ay * inv
 
     def _achieved(self):
         if self.task_name == "reach":
