@@ -75,43 +75,18 @@ def _dls_step_batch_last(jac, err, damping: float):
     (n, N). Rows of N contiguous floats and a Cholesky solve written out over them: on a CPU the
     batched LAPACK calls on N tiny matrices and the (N, m, m, n) product cost ~4x more; it works
     on any device and has no host reads (a CUDA graph can capture it)."""
+    from simgate.sim.batch_linalg import cholesky, cholesky_solve
+
     n, m = jac.shape[0], jac.shape[1]
     a = jac[0][:, None] * jac[0][None]  # J J^T, (m, m, N)
     for k in range(1, n):
         a.addcmul_(jac[k][:, None], jac[k][None])
-    low = [[None] * m for _ in range(m)]  # J J^T + damping^2 I = L L^T, positive definite
-    inv_diag = [None] * m
-    for j in range(m):
-        s = a[j, j] + damping**2
-        for k in range(j):
-            s = torch_addcmul(s, low[j][k], low[j][k])
-        inv_diag[j] = s.rsqrt()
-        for i in range(j + 1, m):
-            s = a[i, j]
-            for k in range(j):
-                s = torch_addcmul(s, low[i][k], low[j][k])
-            low[i][j] = s * inv_diag[j]
-    y = []
-    for i in range(m):  # L y = err
-        s = err[i]
-        for k in range(i):
-            s = torch_addcmul(s, low[i][k], y[k])
-        y.append(s * inv_diag[i])
-    x = [None] * m
-    for i in reversed(range(m)):  # L^T x = y
-        s = y[i]
-        for k in range(i + 1, m):
-            s = torch_addcmul(s, low[k][i], x[k])
-        x[i] = s * inv_diag[i]
+    low, inv_diag = cholesky(a, m, [damping**2] * m)  # J J^T + damping^2 I: positive definite
+    x = cholesky_solve(low, inv_diag, err)
     sol = x[0][None] * jac[:, 0]
     for i in range(1, m):
         sol = sol.addcmul_(x[i][None], jac[:, i])
     return sol
-
-
-def torch_addcmul(s, a, b):
-    """``s - a * b`` for tensors (one kernel)."""
-    return s.addcmul(a, b, value=-1.0)
 
 
 def ik_step(q_arm, tool_pos, tool_quat, jac_lin, jac_ang, target_pos, down_quat=None,

@@ -163,8 +163,17 @@ class ArmDynamics:
 
     def mass_and_gravity(self, frames):
         """``frames`` (12, dof, N): each arm joint's frame from ``Kinematics.forward(..., frames=True)``.
-        Returns M (N, dof, dof) and G (N, dof). Computed on (K, N) component tensors (batch last):
-        3x3 and batched-matmul kernels on (N, K, ...) tensors cost 3-5x more on a CPU."""
+        Returns M (N, dof, dof) and G (N, dof)."""
+        lower, gravity = self.mass_and_gravity_rows(frames)
+        k = len(self.mass)
+        mm = torch.stack([lower[max(i, j)][min(i, j)] for i in range(k) for j in range(k)]).view(k, k, -1)
+        return mm.permute(2, 0, 1).contiguous(), gravity.T.contiguous()
+
+    def mass_and_gravity_rows(self, frames):
+        """M and G with the batch last: ``lower`` (dof, dof, N), of which only ``lower[i][j]`` with
+        i >= j is M[i, j] (the rest is not set up: M is symmetric), and G (dof, N). Computed on
+        (K, N) component tensors: 3x3 and batched-matmul kernels on (N, K, ...) tensors cost 3-5x
+        more on a CPU."""
         rows = frames.unbind(0)
         o, cols = rows[0:3], (rows[3:6], rows[6:9], rows[9:12])
         w = cols[2]  # the joint axes
@@ -192,10 +201,9 @@ class ArmDynamics:
         pxw = _cross(pc, wxo)
         lhs = [*w, *wxo]
         rhs = [jw[i] - pxw[i] for i in range(3)] + [-x for x in lin]
-        full = lhs[0][:, None] * rhs[0][None, :]  # (S, T, N)
+        full = lhs[0][:, None] * rhs[0][None, :]  # (S, T, N): M[s, t] for s <= t
         for a_s, b_t in zip(lhs[1:], rhs[1:], strict=True):
-            full = torch.addcmul(full, a_s[:, None], b_t[None, :])
-        mm = torch.where(self.upper[:, :, None], full, full.transpose(0, 1)).permute(2, 0, 1).contiguous()
+            full.addcmul_(a_s[:, None], b_t[None, :])
         # gravity: the torque holding everything beyond joint s against g (z up)
-        gravity = (GRAVITY_M_S2 * (w[0] * arm[1] - w[1] * arm[0])).T
-        return mm, gravity
+        gravity = GRAVITY_M_S2 * (w[0] * arm[1] - w[1] * arm[0])
+        return full.transpose(0, 1), gravity

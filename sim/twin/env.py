@@ -308,7 +308,7 @@ class TwinVecEnv(VectorEnv):
         damping = self.nominal_damping  # the randomization's damping replaces the URDF's on every joint
         if self.randomization.enabled and self.randomization.joint_damping is not None:
             damping = self.dr["joint_damping"][None, :]
-        motor = MotorStep(*self.dynamics.mass_and_gravity(self.frames), self.effort, dt, p.motor_sweeps,
+        motor = MotorStep(*self.dynamics.mass_and_gravity_rows(self.frames), self.effort, dt, p.motor_sweeps,
                           mass_scale, damping)
         q0, tool0, jl0 = self.q, self.tool, self.jl
         self.q, self.qd, qs = motor.run(self.q, self.qd, target, p.position_gain, n_sub, active_n)
@@ -389,7 +389,7 @@ class TwinVecEnv(VectorEnv):
             tip = touching & (cur[2] >= p.tip_min_z_m * self.scale) & (pen.amax(0) > p.tip_penetration_m * self.scale)
             frozen = frozen | tip
             for key in ("vx", "vy", "w"):
-                b[key] = torch.where(frozen, 0.0, b[key])
+                b[key] = b[key].masked_fill(frozen, 0.0)
             table_friction(b, mu_t, dt_c, active)
         self.tipped = frozen
         box["xy"], box["v"] = torch.stack([b["x"], b["y"]], -1), torch.stack([b["vx"], b["vy"]], -1)

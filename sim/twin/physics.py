@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from simgate.sim.batch_linalg import cholesky, spd_inverse
+
 # torque of uniform-pressure Coulomb friction on a square of side s: mu m g * 0.3826 s; inertia m s^2 / 6
 _SQUARE_FRICTION_ARM = 0.3826
 GRAVITY_M_S2 = 9.81
@@ -34,17 +36,17 @@ class MotorStep:
     ``dt d`` exceeds twice a joint's inertia, as the randomization's damping does on small servos.
     Works joint-major, (dof, N): a joint's row is contiguous (3x faster sweeps on a CPU)."""
 
-    def __init__(self, mass_matrix, gravity, effort, dt_s: float, sweeps: int, mass_scale=None, damping=None):
+    def __init__(self, mass_lower, gravity, effort, dt_s: float, sweeps: int, mass_scale=None, damping=None):
+        """``mass_lower`` (dof, dof, N) and ``gravity`` (dof, N): ``ArmDynamics.mass_and_gravity_rows``."""
+        k = len(effort)
         if mass_scale is not None:
-            mass_matrix, gravity = mass_matrix * mass_scale[:, None, None], gravity * mass_scale[:, None]
-        if damping is not None:  # implicit: (M + dt D) v' = M v - dt (G + D v) + impulses, stable at any damping
-            d = damping.T.expand(mass_matrix.shape[0], len(effort))  # (N, dof)
-            mass_matrix = mass_matrix + torch.diag_embed(d * dt_s)
-        m_inv = torch.linalg.inv_ex(mass_matrix)[0]  # no error check: no host sync in a CUDA graph
-        self.cols = cols = m_inv.permute(2, 1, 0).contiguous()  # cols[i][j, n] = M^-1[n, j, i]
-        g = gravity.T
-        self.accel_g = sum(cols[i] * g[i] for i in range(len(effort)))  # M^-1 G (dof, N)
-        self.diag_inv = 1.0 / torch.diagonal(cols, dim1=0, dim2=1).T  # (dof, N)
+            mass_lower, gravity = mass_lower * mass_scale, gravity * mass_scale
+        # implicit damping: (M + dt D) v' = M v - dt (G + D v) + impulses, stable at any damping
+        diag_add = None if damping is None else [dt_s * damping[i if damping.shape[0] == k else 0] for i in range(k)]
+        inv = spd_inverse(*cholesky(mass_lower, k, diag_add))  # batch last; no host read (CUDA graphs)
+        self.cols = cols = torch.stack([x for row in inv for x in row]).view(k, k, -1)  # cols[i][j] = M^-1[j, i]
+        self.accel_g = sum(cols[i] * gravity[i] for i in range(k))  # M^-1 G (dof, N)
+        self.diag_inv = 1.0 / torch.stack([inv[i][i] for i in range(k)])  # (dof, N)
         self.dt_s, self.sweeps = dt_s, sweeps
         self.limit = [float(e) * dt_s for e in effort]
         self.damping = damping  # joint damping N m s/rad, (dof, 1) per joint or (1, N) per env, or None
@@ -106,10 +108,10 @@ def pusher_contact(box, disk_x, disk_y, disk_vx, disk_vy, radius_m: float, touch
     outside = dist > 1e-9
     depth_x, depth_y = h - lx.abs(), h - ly.abs()  # centre inside the box: leave by the nearest face
     along_x = depth_x <= depth_y
-    nx_in = torch.where(along_x, torch.where(lx >= 0, 1.0, -1.0), 0.0).to(lx.dtype)
-    ny_in = torch.where(along_x, 0.0, torch.where(ly >= 0, 1.0, -1.0)).to(lx.dtype)
+    nx_in = torch.ones_like(lx).masked_fill_(lx < 0, -1.0).masked_fill_(~along_x, 0.0)  # masked_fill: no scalar tensors
+    ny_in = torch.ones_like(ly).masked_fill_(ly < 0, -1.0).masked_fill_(along_x, 0.0)
     pen = torch.where(outside, radius_m - dist, radius_m + torch.where(along_x, depth_x, depth_y))
-    pen = torch.where(touching, pen, 0.0)
+    pen = pen.masked_fill(~touching, 0.0)
     pick = (pen == pen.amax(0)).to(pen.dtype)
     pick = pick / pick.sum(0)  # the deepest disk (ties share)
 
@@ -131,7 +133,7 @@ def pusher_contact(box, disk_x, disk_y, disk_vx, disk_vy, radius_m: float, touch
     want = disk_vx * ux + disk_vy * uy + torch.clamp(bias * pen_k / dt_s, min=0.0, max=MAX_RECOVERY_M_S)
     rxu = arm_x * uy - arm_y * ux
     j = torch.clamp(want - (vcx * ux + vcy * uy), min=0.0) / (1.0 + rxu * rxu / inertia)
-    j = torch.where(pen_k > 0, j, 0.0)
+    j = j.masked_fill(pen_k <= 0, 0.0)
     tx, ty = -uy, ux
     spin = rxu * j / inertia
     vcx, vcy = vcx + j * ux - spin * arm_y, vcy + j * uy + spin * arm_x
@@ -144,7 +146,7 @@ def pusher_contact(box, disk_x, disk_y, disk_vx, disk_vy, radius_m: float, touch
     # a box it does not touch keeps its speed
     cap = torch.sqrt(disk_vx * disk_vx + disk_vy * disk_vy) + MAX_RECOVERY_M_S
     speed = torch.sqrt(vx * vx + vy * vy)
-    scale = torch.where(pen_k > 0, torch.clamp(cap / torch.clamp(speed, min=1e-9), max=1.0), 1.0)
+    scale = torch.clamp(cap / torch.clamp(speed, min=1e-9), max=1.0).masked_fill_(pen_k <= 0, 1.0)
     box["vx"], box["vy"] = vx * scale, vy * scale
     box["w"] = w + (rxu * j + rxt * jt) / inertia
     return pen
