@@ -1,8 +1,10 @@
 """Twin throughput next to PyBullet, same run: env steps/s of the batched torch twin at
 1 / 256 / 4,096 / 65,536 envs (CPU, one torch thread; and, when a GPU is present, CUDA eager and
 CUDA graphs: one captured step replayed, ``make_twin(..., cuda_graph=True)``), PyBullet's
-per-process rate on the same task, their ratio at 4,096 envs, the PPO learner's minibatch
-updates/s (eager, and graphed on CUDA) and, on CUDA, peak GPU memory and the graph's capture time. Random actions in [-1, 1].
+per-process rate on the same task, their ratio at 4,096 envs (once, then the median of
+``--ratio-rounds`` back-to-back pairs: the figure to quote where the machine's load drifts), the PPO learner's minibatch
+updates/s (eager, and graphed on CUDA) and, on CUDA, peak GPU memory and the graph's capture time. Random actions in [-1, 1], a new one every step on
+both sides.
 
     python bench/twin_throughput.py --json out/twin_throughput.json
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -51,19 +54,33 @@ def twin_rate(env_id: str, n: int, device: str, min_s: float = 1.0, cuda_graph: 
 
     env = make_twin(env_id, n, device=device, cuda_graph=cuda_graph, compile=compile)
     env.reset(seed=0)
-    a = torch.rand(n, 3, device=device) * 2 - 1
+    # a new random action every step, as PyBullet gets (drawn beforehand, cycled: no RNG in the timing)
+    gen = torch.Generator(device=device).manual_seed(0)
+    acts = torch.rand(50, n, 3, device=device, generator=gen) * 2 - 1
     t0 = time.perf_counter()
-    for _ in range(3):
-        env.step(a)
+    for i in range(3):
+        env.step(acts[i])
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     sync()
     first_s = time.perf_counter() - t0
     k, t = 0, time.perf_counter()
     while time.perf_counter() - t < min_s or k < 3:
-        env.step(a)
+        env.step(acts[k % len(acts)])
         k += 1
         sync()
     return n * k / (time.perf_counter() - t), first_s
+
+
+def paired_ratios(env_id: str, rounds: int, pybullet_steps: int, n: int = 4096) -> list[float]:
+    """Twin (CPU, ``n`` envs) over PyBullet steps/s, measured back to back ``rounds`` times: the
+    machine's load drifts (the other core's work, clocks), a pair sees the same load."""
+    out = []
+    for _ in range(rounds):
+        pb = pybullet_rate(env_id, pybullet_steps)
+        if pb is None:
+            return []
+        out.append(twin_rate(env_id, n, "cpu")[0] / pb)
+    return out
 
 
 def learner_rate(env_id: str, device: str, num_envs: int = 1024, iters: int = 2, graph: bool = False) -> float:
@@ -95,6 +112,8 @@ def main() -> None:
     ap.add_argument("--compile-envs", default="", help="CUDA: env counts for torch.compile + CUDA graph rows "
                                                        "(each compiles the step once, ~1-2 min)")
     ap.add_argument("--compile-tasks", default="push", help="tasks that get the compile rows")
+    ap.add_argument("--ratio-rounds", type=int, default=5, help="paired PyBullet / twin (CPU, 4,096 envs) "
+                                                                  "measurements; their median is the ratio to quote")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -132,6 +151,10 @@ def main() -> None:
         for dev in ("cpu", "cuda", "cuda_graph", "cuda_compile_graph"):
             if pb and f"twin_{dev}_4096_steps_per_s" in row:
                 row[f"ratio_{dev}_4096_over_pybullet"] = round(row[f"twin_{dev}_4096_steps_per_s"] / pb, 1)
+        rounds = paired_ratios(env_id, args.ratio_rounds, args.pybullet_steps) if args.ratio_rounds > 0 else []
+        if rounds:
+            row["ratio_cpu_4096_over_pybullet_rounds"] = [round(r, 1) for r in rounds]
+            row["ratio_cpu_4096_over_pybullet_median"] = round(statistics.median(rounds), 1)
         out["tasks"][task] = row
         print(json.dumps({task: row}, indent=2), flush=True)
     if args.json:

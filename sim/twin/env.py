@@ -355,45 +355,73 @@ class TwinVecEnv(VectorEnv):
     def _push(self, q0, tool0, jl0, qs, active_n) -> None:
         """Box dynamics over the substeps, the tool interpolated between the exact FK poses at the
         ends of the step (linearized with the start Jacobian, corrected to hit the end pose).
-        Batch-last components throughout ((3, N) points, (N,) box state)."""
-        p, dt = self.params, TIME_STEP_S
+        Batch-last components throughout ((3, N) points, (N,) box state).
+
+        Eager steps solve only the envs where something can happen, as a broadphase does: a box
+        that is at rest and that no finger comes near keeps its state exactly (no impulse, no
+        friction, no tip), so those envs are left out. Sync-free steps solve every env."""
+        p = self.params
         n_sub = len(qs)
         jac = jl0.permute(2, 1, 0)  # (dof, 3, N)
         q0_jm, t0 = q0.T, tool0.T.contiguous()
         corr = self.tool.T - (t0 + (jac * (qs[-1].T - q0_jm)[:, None]).sum(0))
-        ydir_x, ydir_y = self._tool_y_xy()
-        offsets = self._const([o * self.scale for o in p.pusher_offsets_m])[:, None]  # (D, 1)
-        mu_t = p.table_friction * (self.dr["lateral_friction"] / 0.5) ** 2
-        mu_f = p.finger_friction * self.dr["lateral_friction"] / 0.5
-        box = self.box
-        b = {"x": box["xy"][:, 0].contiguous(), "y": box["xy"][:, 1].contiguous(), "vx": box["v"][:, 0].contiguous(),
-             "vy": box["v"][:, 1].contiguous(), "yaw": box["yaw"], "w": box["w"], "h": box["h"]}
-        contact_z = 2.0 * box["h"] + p.tool_floor_z_m
-        prev = t0
-        frozen = self.tipped
         # a fixed stride and each env's own period: the eager step (n_sub = the longest jittered
         # period drawn) and the sync-free one (n_sub = the longest possible) give the same box
         stride = max(1, self.substeps // p.contact_substeps)
-        dt_c = dt * stride
-        for k in range(stride - 1, n_sub, stride):
-            frac = (k + 1) / n_sub if active_n is None else torch.clamp((k + 1) / active_n, max=1.0)
-            cur = t0 + (jac * (qs[k].T - q0_jm)[:, None]).sum(0) + corr * frac
+        ks = list(range(stride - 1, n_sub, stride))
+        fracs = [(k + 1) / n_sub if active_n is None else torch.clamp((k + 1) / active_n, max=1.0) for k in ks]
+        points = [t0 + (jac * (qs[k].T - q0_jm)[:, None]).sum(0) + corr * f for k, f in zip(ks, fracs, strict=True)]
+        box = self.box
+        b = {"x": box["xy"][:, 0].contiguous(), "y": box["xy"][:, 1].contiguous(), "vx": box["v"][:, 0].contiguous(),
+             "vy": box["v"][:, 1].contiguous(), "yaw": box["yaw"], "w": box["w"], "h": box["h"]}
+        per_env = {"t0": t0, "points": points, "ydir": torch.stack(self._tool_y_xy()),
+                   "mu_t": p.table_friction * (self.dr["lateral_friction"] / 0.5) ** 2,
+                   "mu_f": p.finger_friction * self.dr["lateral_friction"] / 0.5,
+                   "frozen": self.tipped, "active_n": active_n}
+        idx = None if self.sync_free else self._envs_in_contact_range(points, b)
+        if idx is None:
+            b, self.tipped = self._box_substeps(b, ks, per_env, stride)
+        elif idx.numel() > 0:
+            sub, frozen = self._box_substeps({k: v[idx] for k, v in b.items()}, ks, _take(per_env, idx), stride)
+            b = {k: v.index_put((idx,), sub[k]) for k, v in b.items()}
+            self.tipped = self.tipped.index_put((idx,), frozen)
+        box["xy"], box["v"] = torch.stack([b["x"], b["y"]], -1), torch.stack([b["vx"], b["vy"]], -1)
+        box["yaw"], box["w"] = b["yaw"], b["w"]
+
+    def _envs_in_contact_range(self, points, b):
+        """Indices of the envs whose box moves or that a finger disk can reach at a contact substep
+        (tool below the box's top and within the box's half diagonal plus the disks' reach)."""
+        p = self.params
+        reach = 1.4143 * b["h"] + (p.pusher_radius_m + max(abs(o) for o in p.pusher_offsets_m)) * self.scale + 1e-3
+        top = 2.0 * b["h"] + p.tool_floor_z_m
+        near = (b["vx"] != 0) | (b["vy"] != 0) | (b["w"] != 0)
+        for c in points:
+            dx, dy = c[0] - b["x"], c[1] - b["y"]
+            near = near | ((c[2] < top) & (dx * dx + dy * dy <= reach * reach))
+        return near.nonzero().squeeze(1)
+
+    def _box_substeps(self, b, ks, e, stride: int):
+        """The contact substeps ``ks`` on the box state ``b`` (components) of the envs in ``e``
+        (their tool points, friction and frozen flags). Returns the box and the frozen flags."""
+        p, dt_c = self.params, TIME_STEP_S * stride
+        offsets = self._const([o * self.scale for o in p.pusher_offsets_m])[:, None]  # (D, 1)
+        contact_z = 2.0 * b["h"] + p.tool_floor_z_m
+        prev, frozen, active_n = e["t0"], e["frozen"], e["active_n"]
+        for k, cur in zip(ks, e["points"], strict=True):
             vel_x, vel_y = (cur[0] - prev[0]) / dt_c, (cur[1] - prev[1]) / dt_c
             prev = cur
             touching = (cur[2] < contact_z) & ~frozen
             active = None if active_n is None else (k < active_n)
             if active is not None:
                 touching = touching & active
-            pen = pusher_contact(b, cur[0] + ydir_x * offsets, cur[1] + ydir_y * offsets, vel_x, vel_y,
-                                 p.pusher_radius_m * self.scale, touching, mu_f, p.contact_bias, dt_c)
+            pen = pusher_contact(b, cur[0] + e["ydir"][0] * offsets, cur[1] + e["ydir"][1] * offsets, vel_x, vel_y,
+                                 p.pusher_radius_m * self.scale, touching, e["mu_f"], p.contact_bias, dt_c)
             tip = touching & (cur[2] >= p.tip_min_z_m * self.scale) & (pen.amax(0) > p.tip_penetration_m * self.scale)
             frozen = frozen | tip
             for key in ("vx", "vy", "w"):
                 b[key] = b[key].masked_fill(frozen, 0.0)
-            table_friction(b, mu_t, dt_c, active)
-        self.tipped = frozen
-        box["xy"], box["v"] = torch.stack([b["x"], b["y"]], -1), torch.stack([b["vx"], b["vy"]], -1)
-        box["yaw"], box["w"] = b["yaw"], b["w"]
+            table_friction(b, e["mu_t"], dt_c, active)
+        return b, frozen
 
     def _tool_y_xy(self):
         """The tool's y axis in the table plane, unit length: 2 x (N,)."""
@@ -424,6 +452,15 @@ class TwinVecEnv(VectorEnv):
             obs = obs + std * torch.randn(obs.shape, generator=self.gen, device=self.device, dtype=self.dtype)
             achieved = achieved + std * torch.randn(achieved.shape, generator=self.gen, device=self.device, dtype=self.dtype)
         return {"observation": obs.float(), "achieved_goal": achieved.float(), "desired_goal": self.goal.float()}
+
+
+def _take(per_env: dict, idx) -> dict:
+    """The envs ``idx`` of per-env tensors (batch last; lists of them; None and scalars as they are)."""
+    def one(v):
+        if isinstance(v, list):
+            return [one(x) for x in v]
+        return v[..., idx] if isinstance(v, torch.Tensor) and v.dim() > 0 else v
+    return {k: one(v) for k, v in per_env.items()}
 
 
 def make_twin(env_id: str, num_envs: int, **kwargs) -> TwinVecEnv:
