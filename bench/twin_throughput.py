@@ -71,6 +71,61 @@ def twin_rate(env_id: str, n: int, device: str, min_s: float = 1.0, cuda_graph: 
     return n * k / (time.perf_counter() - t), first_s
 
 
+def scripted_push_rates(env_id: str, n: int = 4096, steps: int = 49, pybullet_episodes: int = 10) -> dict:
+    """Steps/s while every env is pushing its box (PyBullet's scripted pusher, ``sim/scripted.py``):
+    its actions are recorded first (one PyBullet episode; the twin's N envs from their own
+    observations), then replayed from the same reset under the clock, so the timing holds no
+    policy. The random-action rows barely touch the boxes; this is the contact-heavy case."""
+    from simgate.sim import make
+    from simgate.sim.scripted import scripted_policy_for
+    from simgate.sim.twin.env import make_twin
+
+    out: dict = {}
+    try:
+        import pybullet  # noqa: F401
+    except ImportError:
+        pybullet = None
+    if pybullet is not None:
+        env = make(env_id)
+        policy = scripted_policy_for(env)
+        episodes = []
+        for seed in range(pybullet_episodes):
+            obs, _ = env.reset(seed=seed)
+            policy.reset()
+            episodes.append([])
+            for _ in range(steps):
+                episodes[-1].append(policy.act(obs))
+                obs, *_ = env.step(episodes[-1][-1])
+        elapsed = 0.0
+        for seed, acts in enumerate(episodes):
+            env.reset(seed=seed)
+            t = time.perf_counter()
+            for a in acts:
+                env.step(a)
+            elapsed += time.perf_counter() - t
+        out["pybullet_scripted_steps_per_s"] = round(pybullet_episodes * steps / elapsed, 1)
+        env.close()
+    twin = make_twin(env_id, n)
+    probe = make(env_id)
+    policies = [scripted_policy_for(probe) for _ in range(n)]
+    probe.close()
+    obs, _ = twin.reset(seed=0)
+    acts = []
+    for _ in range(steps):
+        o = {k: v.numpy() for k, v in obs.items()}
+        acts.append(torch.tensor(np.stack([p.act({k: v[i] for k, v in o.items()}) for i, p in enumerate(policies)])))
+        obs, *_ = twin.step(acts[-1])
+    twin.reset(seed=0)
+    t = time.perf_counter()
+    for a in acts:
+        twin.step(a)
+    out[f"twin_cpu_{n}_scripted_steps_per_s"] = round(n * steps / (time.perf_counter() - t), 1)
+    if "pybullet_scripted_steps_per_s" in out:
+        out[f"ratio_cpu_{n}_scripted_over_pybullet"] = round(out[f"twin_cpu_{n}_scripted_steps_per_s"]
+                                                            / out["pybullet_scripted_steps_per_s"], 1)
+    return out
+
+
 def paired_ratios(env_id: str, rounds: int, pybullet_steps: int, n: int = 4096) -> list[float]:
     """Twin (CPU, ``n`` envs) over PyBullet steps/s, measured back to back ``rounds`` times: the
     machine's load drifts (the other core's work, clocks), a pair sees the same load."""
@@ -114,6 +169,8 @@ def main() -> None:
     ap.add_argument("--compile-tasks", default="push", help="tasks that get the compile rows")
     ap.add_argument("--ratio-rounds", type=int, default=5, help="paired PyBullet / twin (CPU, 4,096 envs) "
                                                                   "measurements; their median is the ratio to quote")
+    ap.add_argument("--scripted-envs", type=int, default=4096, help="push: envs of the scripted-pusher row "
+                                                                   "(0: skip; recording takes ~10 s per 1,000 envs)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -155,6 +212,8 @@ def main() -> None:
         if rounds:
             row["ratio_cpu_4096_over_pybullet_rounds"] = [round(r, 1) for r in rounds]
             row["ratio_cpu_4096_over_pybullet_median"] = round(statistics.median(rounds), 1)
+        if task == "push" and args.scripted_envs > 0:
+            row.update(scripted_push_rates(env_id, args.scripted_envs))
         out["tasks"][task] = row
         print(json.dumps({task: row}, indent=2), flush=True)
     if args.json:

@@ -56,17 +56,17 @@ def rotation_error(q_des, q_cur, weight: float = ORIENTATION_WEIGHT_M_PER_RAD):
 
 
 def dls_step(jac, err, damping: float = IK_DAMPING):
-    """Joint step ``J^T (J J^T + damping^2 I)^-1 err`` for ``jac`` (..., m, n) and ``err`` (..., m)."""
+    """Joint step ``J^T (J J^T + damping^2 I)^-1 err`` for ``jac`` (..., m, n) and ``err`` (..., m).
+    numpy: LAPACK's solve; torch: the same formula batch last (``_dls_step_batch_last``)."""
     xp = _xp(jac)
-    if xp is not np and jac.dim() == 3:  # a torch batch: the same step, batch last
-        return _dls_step_batch_last(jac.permute(2, 1, 0), err.T, damping).T
+    if xp is not np:
+        *batch, m, n = jac.shape
+        flat = jac.reshape(-1, m, n).permute(2, 1, 0)  # (n, m, B): no copy when jac is a view of that layout
+        return _dls_step_batch_last(flat, err.reshape(-1, m).T, damping).T.reshape(*batch, n)
     m = jac.shape[-2]
-    eye = xp.eye(m, dtype=jac.dtype) if xp is np else xp.eye(m, dtype=jac.dtype, device=jac.device)
     # products by broadcasting: batched matmul of 6x7 blocks is slower on the CPU for large batches
-    jjt = (jac[..., :, None, :] * jac[..., None, :, :]).sum(-1) + (damping**2) * eye
-    # torch: solve_ex skips the error check, a device-to-host read (a CUDA graph cannot capture it);
-    # J J^T + damping^2 I is positive definite, so the solve cannot fail
-    sol = np.linalg.solve(jjt, err[..., None]) if xp is np else xp.linalg.solve_ex(jjt, err[..., None])[0]
+    jjt = (jac[..., :, None, :] * jac[..., None, :, :]).sum(-1) + (damping**2) * np.eye(m, dtype=jac.dtype)
+    sol = np.linalg.solve(jjt, err[..., None])
     return (jac * sol).sum(-2)
 
 
@@ -99,10 +99,10 @@ def ik_step(q_arm, tool_pos, tool_quat, jac_lin, jac_ang, target_pos, down_quat=
     jac = jac_lin
     if down_quat is not None:
         err = cat([err, rotation_error(down_quat, tool_quat, weight)], -1)
-        if xp is not np and jac_lin.dim() == 3:  # a torch batch: joint-major, as dls_step works on it
-            jac = cat([jac_lin.permute(2, 1, 0), jac_ang.permute(2, 1, 0) * weight], 1)
-            return q_arm + _dls_step_batch_last(jac, err.T, damping).T
-        jac = cat([jac_lin, jac_ang * weight], -2)
+        if xp is np or jac_lin.dim() != 3:
+            jac = cat([jac_lin, jac_ang * weight], -2)
+        else:  # stacked joint-major, handed on as an (N, m, dof) view: dls_step works in that layout
+            jac = cat([jac_lin.permute(2, 1, 0), jac_ang.permute(2, 1, 0) * weight], 1).permute(2, 1, 0)
     return q_arm + dls_step(jac, err, damping)
 
 

@@ -158,8 +158,6 @@ class ArmDynamics:
                           for i in range(3)]  # 3 axes x 3 components x (K, 1)
         self.composite_mass = _reverse_cumsum(self.mass, 0)[:, None]
         self.beyond = torch.triu(torch.ones(len(bodies), len(bodies), **t))  # beyond @ x: sums over k >= t
-        k = len(bodies)
-        self.upper = torch.triu(torch.ones(k, k, device=device, dtype=torch.bool))  # [s, t]: s <= t
 
     def mass_and_gravity(self, frames):
         """``frames`` (12, dof, N): each arm joint's frame from ``Kinematics.forward(..., frames=True)``.

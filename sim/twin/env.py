@@ -23,6 +23,8 @@ seeds); autoresets draw from one seeded torch generator, batched.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -357,9 +359,9 @@ class TwinVecEnv(VectorEnv):
         ends of the step (linearized with the start Jacobian, corrected to hit the end pose).
         Batch-last components throughout ((3, N) points, (N,) box state).
 
-        Eager steps solve only the envs where something can happen, as a broadphase does: a box
-        that is at rest and that no finger comes near keeps its state exactly (no impulse, no
-        friction, no tip), so those envs are left out. Sync-free steps solve every env."""
+        Eager steps on the CPU solve only the envs where something can happen, as a broadphase
+        does: a box that is at rest and that no finger comes near keeps its state exactly (no
+        impulse, no friction, no tip), so those envs are left out. Sync-free steps solve every env."""
         p = self.params
         n_sub = len(qs)
         jac = jl0.permute(2, 1, 0)  # (dof, 3, N)
@@ -378,7 +380,10 @@ class TwinVecEnv(VectorEnv):
                    "mu_t": p.table_friction * (self.dr["lateral_friction"] / 0.5) ** 2,
                    "mu_f": p.finger_friction * self.dr["lateral_friction"] / 0.5,
                    "frozen": self.tipped, "active_n": active_n}
-        idx = None if self.sync_free else self._envs_in_contact_range(points, b)
+        # the broadphase on the CPU only: on a GPU the gather/scatter launches cost more than they save
+        idx = None if self.sync_free or self.device.type != "cpu" else self._envs_in_contact_range(points, b)
+        if idx is not None and idx.numel() > self.num_envs // 2:
+            idx = None  # most envs in reach: solving all is cheaper than gathering them
         if idx is None:
             b, self.tipped = self._box_substeps(b, ks, per_env, stride)
         elif idx.numel() > 0:
@@ -392,7 +397,8 @@ class TwinVecEnv(VectorEnv):
         """Indices of the envs whose box moves or that a finger disk can reach at a contact substep
         (tool below the box's top and within the box's half diagonal plus the disks' reach)."""
         p = self.params
-        reach = 1.4143 * b["h"] + (p.pusher_radius_m + max(abs(o) for o in p.pusher_offsets_m)) * self.scale + 1e-3
+        disk_reach_m = (p.pusher_radius_m + max(abs(o) for o in p.pusher_offsets_m)) * self.scale
+        reach = math.sqrt(2.0) * b["h"] + disk_reach_m + 1e-3  # half diagonal + disks + 1 mm margin
         top = 2.0 * b["h"] + p.tool_floor_z_m
         near = (b["vx"] != 0) | (b["vy"] != 0) | (b["w"] != 0)
         for c in points:

@@ -25,21 +25,6 @@ def quat_from_rpy(r: float, p: float, y: float) -> tuple[float, float, float, fl
     return (sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy, cr * cp * sy - sr * sp * cy, cr * cp * cy + sr * sp * sy)
 
 
-def quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Rotate vectors v (..., 3) by quaternions q (..., 4)."""
-    u, w = q[..., :3], q[..., 3:]
-    t = 2.0 * torch.cross(u, v, dim=-1)
-    return v + w * t + torch.cross(u, t, dim=-1)
-
-
-def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Hamilton product of xyzw quaternions, in vector form: ~10 kernels instead of ~30 for the
-    component form (the twin's step is launch-bound on a GPU; FK runs this 15 times)."""
-    av, aw = a[..., :3], a[..., 3:]
-    bv, bw = b[..., :3], b[..., 3:]
-    return torch.cat([aw * bv + bw * av + torch.cross(av, bv, dim=-1), aw * bw - (av * bv).sum(-1, keepdim=True)], -1)
-
-
 @dataclass(frozen=True)
 class ChainJoint:
     name: str
@@ -121,8 +106,8 @@ class Kinematics:
             torch.tensor([float(r) for r in self._revolute], **t)[:, None, None]
 
     def forward(self, q: torch.Tensor, jacobian: bool = True, frames: bool = False):
-        """Tool position (N, 3), orientation xyzw (N, 4) and, with ``jacobian``, the linear and
-        angular Jacobians (N, 3, dof) of the tool point for arm joints ``q`` (N, dof). With
+        """Tool position (N, 3), orientation xyzw (N, 4) and, with ``jacobian`` (or ``frames``), the
+        linear and angular Jacobians (N, 3, dof) of the tool point for arm joints ``q`` (N, dof). With
         ``frames`` also each arm joint's frame, in arm-joint order, as one (12, dof, N) tensor:
         origin xyz, then the columns x, y, z of its rotation (z = the joint's world axis); the
         rotation is the child link's times ``joint_align[i]`` (what ``ArmDynamics`` needs)."""
@@ -150,7 +135,7 @@ class Kinematics:
         tool = _combine(cols, tail_p, pos)
         tool_rot = [_combine(cols, tail_r[:, j]) for j in range(3)]
         quat = _matrix_quat(tool_rot)
-        if not jacobian:
+        if not jacobian and not frames:
             return tool.T.contiguous(), quat
         order = self.chain_rank
         o = torch.stack([origins[i] for i in order])  # (dof, 3, N)
@@ -169,9 +154,6 @@ class Kinematics:
             rows += [cols_all[i][j][c] for j in range(3) for c in range(3) for i in order]
             out = out + (torch.stack(rows).view(12, self.dof, -1),)
         return out
-
-
-_NEXT, _PREV = [1, 2, 0], [2, 0, 1]
 
 
 def _combine(cols, coef, start=None):

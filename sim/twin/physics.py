@@ -32,8 +32,9 @@ class MotorStep:
     (``M``, from ``ArmDynamics``), after gravity (and joint damping) act. ``M`` and ``G`` are
     taken once per control step (they change little in 40 ms); ``sweeps`` is fitted per robot.
     ``mass_scale`` (N,) scales masses and inertias together (the randomization's link mass).
-    Joint damping is implicit (``M + dt D`` in place of ``M``): explicit damping diverges once
-    ``dt d`` exceeds twice a joint's inertia, as the randomization's damping does on small servos.
+    Joint damping is implicit, ``(M + dt D)(v' - v) = -dt (G + D v) + impulses`` (``M + dt D`` in place
+    of ``M``): explicit damping diverges once ``dt d`` exceeds twice a joint's inertia, as the
+    randomization's damping does on small servos.
     Works joint-major, (dof, N): a joint's row is contiguous (3x faster sweeps on a CPU)."""
 
     def __init__(self, mass_lower, gravity, effort, dt_s: float, sweeps: int, mass_scale=None, damping=None):
@@ -41,7 +42,7 @@ class MotorStep:
         k = len(effort)
         if mass_scale is not None:
             mass_lower, gravity = mass_lower * mass_scale, gravity * mass_scale
-        # implicit damping: (M + dt D) v' = M v - dt (G + D v) + impulses, stable at any damping
+        # implicit damping: (M + dt D)(v' - v) = -dt (G + D v) + impulses, stable at any damping
         diag_add = None if damping is None else [dt_s * damping[i if damping.shape[0] == k else 0] for i in range(k)]
         inv = spd_inverse(*cholesky(mass_lower, k, diag_add))  # batch last; no host read (CUDA graphs)
         self.cols = cols = torch.stack([x for row in inv for x in row]).view(k, k, -1)  # cols[i][j] = M^-1[j, i]
