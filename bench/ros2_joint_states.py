@@ -53,12 +53,16 @@ def _receive(seconds: float) -> dict:
     node.create_subscription(JointState, "/joint_states", on, 100)
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
-    t_end = time.monotonic() + 1.0 + seconds  # 1 s for discovery
+    # discovery first (up to 15 s: DDS on a loaded machine can take seconds), then the window
+    t_found = time.monotonic() + 15.0
+    while not rx and time.monotonic() < t_found:
+        ex.spin_once(timeout_sec=0.05)
+    t_end = time.monotonic() + seconds
     while time.monotonic() < t_end:
         ex.spin_once(timeout_sec=0.05)
     node.destroy_node()
     ctx.try_shutdown()
-    rx = rx[len(rx) // 6:]  # drop the discovery / start-up part
+    rx = rx[len(rx) // 6:]  # drop the start-up part
     if len(rx) < 3:
         return {"n": len(rx)}
     t = np.array([r[0] for r in rx])
