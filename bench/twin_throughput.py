@@ -73,42 +73,40 @@ def twin_rate(env_id: str, n: int, device: str, min_s: float = 1.0, cuda_graph: 
 
 def scripted_push_rates(env_id: str, n: int = 4096, steps: int = 49, pybullet_episodes: int = 10) -> dict:
     """Steps/s while every env is pushing its box (PyBullet's scripted pusher, ``sim/scripted.py``):
-    its actions are recorded first (one PyBullet episode; the twin's N envs from their own
-    observations), then replayed from the same reset under the clock, so the timing holds no
-    policy. The random-action rows barely touch the boxes; this is the contact-heavy case."""
+    its actions are recorded first (``pybullet_episodes`` PyBullet episodes; the twin's N envs from
+    their own observations), then replayed from the same resets under the clock, so the timing holds
+    no policy. The random-action rows barely touch the boxes; this is the contact-heavy case. Needs
+    pybullet (the scripted policy reads the PyBullet env's layout): without it, no row."""
+    try:
+        import pybullet  # noqa: F401
+    except ImportError:
+        return {}
     from simgate.sim import make
     from simgate.sim.scripted import scripted_policy_for
     from simgate.sim.twin.env import make_twin
 
     out: dict = {}
-    try:
-        import pybullet  # noqa: F401
-    except ImportError:
-        pybullet = None
-    if pybullet is not None:
-        env = make(env_id)
-        policy = scripted_policy_for(env)
-        episodes = []
-        for seed in range(pybullet_episodes):
-            obs, _ = env.reset(seed=seed)
-            policy.reset()
-            episodes.append([])
-            for _ in range(steps):
-                episodes[-1].append(policy.act(obs))
-                obs, *_ = env.step(episodes[-1][-1])
-        elapsed = 0.0
-        for seed, acts in enumerate(episodes):
-            env.reset(seed=seed)
-            t = time.perf_counter()
-            for a in acts:
-                env.step(a)
-            elapsed += time.perf_counter() - t
-        out["pybullet_scripted_steps_per_s"] = round(pybullet_episodes * steps / elapsed, 1)
-        env.close()
+    env = make(env_id)
+    policy = scripted_policy_for(env)
+    episodes = []
+    for seed in range(pybullet_episodes):
+        obs, _ = env.reset(seed=seed)
+        policy.reset()
+        episodes.append([])
+        for _ in range(steps):
+            episodes[-1].append(policy.act(obs))
+            obs, *_ = env.step(episodes[-1][-1])
+    elapsed = 0.0
+    for seed, acts in enumerate(episodes):
+        env.reset(seed=seed)
+        t = time.perf_counter()
+        for a in acts:
+            env.step(a)
+        elapsed += time.perf_counter() - t
+    out["pybullet_scripted_steps_per_s"] = round(pybullet_episodes * steps / elapsed, 1)
+    policies = [scripted_policy_for(env) for _ in range(n)]  # one per twin env (each keeps its phase)
+    env.close()
     twin = make_twin(env_id, n)
-    probe = make(env_id)
-    policies = [scripted_policy_for(probe) for _ in range(n)]
-    probe.close()
     obs, _ = twin.reset(seed=0)
     acts = []
     for _ in range(steps):
@@ -120,9 +118,8 @@ def scripted_push_rates(env_id: str, n: int = 4096, steps: int = 49, pybullet_ep
     for a in acts:
         twin.step(a)
     out[f"twin_cpu_{n}_scripted_steps_per_s"] = round(n * steps / (time.perf_counter() - t), 1)
-    if "pybullet_scripted_steps_per_s" in out:
-        out[f"ratio_cpu_{n}_scripted_over_pybullet"] = round(out[f"twin_cpu_{n}_scripted_steps_per_s"]
-                                                            / out["pybullet_scripted_steps_per_s"], 1)
+    out[f"ratio_cpu_{n}_scripted_over_pybullet"] = round(out[f"twin_cpu_{n}_scripted_steps_per_s"]
+                                                        / out["pybullet_scripted_steps_per_s"], 1)
     return out
 
 

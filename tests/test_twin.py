@@ -241,10 +241,11 @@ def test_twin_throughput_bench_smoke(tmp_path):
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "t.json"
     subprocess.run([sys.executable, "bench/twin_throughput.py", "--envs", "1,64", "--pybullet-steps", "60",
-                    "--tasks", "push", "--learner-envs", "64", "--ratio-rounds", "1", "--json", str(out)], cwd=root, check=True, capture_output=True, timeout=120)
+                    "--tasks", "push", "--learner-envs", "64", "--ratio-rounds", "1", "--scripted-envs", "64", "--json", str(out)], cwd=root, check=True, capture_output=True, timeout=120)
     row = json.loads(out.read_text())["tasks"]["push"]
     assert row["pybullet_steps_per_s"] > 0 and row["twin_cpu_64_steps_per_s"] > 0 and row["learner_cpu_updates_per_s"] > 0
     assert len(row["ratio_cpu_4096_over_pybullet_rounds"]) == 1 and row["ratio_cpu_4096_over_pybullet_median"] > 0
+    assert row["pybullet_scripted_steps_per_s"] > 0 and row["twin_cpu_64_scripted_steps_per_s"] > 0
 
 
 @pytest.mark.slow

@@ -23,8 +23,6 @@ seeds); autoresets draw from one seeded torch generator, batched.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -45,7 +43,7 @@ from simgate.sim.task_rules import (
 from simgate.sim.twin.dynamics import ArmDynamics, joint_damping
 from simgate.sim.twin.kinematics import Kinematics
 from simgate.sim.twin.params import TwinParams, load_params
-from simgate.sim.twin.physics import MotorStep, pusher_contact, table_friction
+from simgate.sim.twin.physics import MotorStep, box_substeps, envs_in_contact_range
 
 TWIN_TASKS = ("reach", "push")
 TIME_STEP_S = 0.002
@@ -380,54 +378,20 @@ class TwinVecEnv(VectorEnv):
                    "mu_t": p.table_friction * (self.dr["lateral_friction"] / 0.5) ** 2,
                    "mu_f": p.finger_friction * self.dr["lateral_friction"] / 0.5,
                    "frozen": self.tipped, "active_n": active_n}
+        offsets = self._const([o * self.scale for o in p.pusher_offsets_m])[:, None]  # (D, 1)
         # the broadphase on the CPU only: on a GPU the gather/scatter launches cost more than they save
-        idx = None if self.sync_free or self.device.type != "cpu" else self._envs_in_contact_range(points, b)
+        idx = None if self.sync_free or self.device.type != "cpu" else envs_in_contact_range(points, b, p, self.scale)
         if idx is not None and idx.numel() > self.num_envs // 2:
             idx = None  # most envs in reach: solving all is cheaper than gathering them
         if idx is None:
-            b, self.tipped = self._box_substeps(b, ks, per_env, stride)
+            b, self.tipped = box_substeps(b, ks, per_env, offsets, p, self.scale, TIME_STEP_S * stride)
         elif idx.numel() > 0:
-            sub, frozen = self._box_substeps({k: v[idx] for k, v in b.items()}, ks, _take(per_env, idx), stride)
+            sub, frozen = box_substeps({k: v[idx] for k, v in b.items()}, ks, _take(per_env, idx), offsets, p, self.scale,
+                                       TIME_STEP_S * stride)
             b = {k: v.index_put((idx,), sub[k]) for k, v in b.items()}
             self.tipped = self.tipped.index_put((idx,), frozen)
         box["xy"], box["v"] = torch.stack([b["x"], b["y"]], -1), torch.stack([b["vx"], b["vy"]], -1)
         box["yaw"], box["w"] = b["yaw"], b["w"]
-
-    def _envs_in_contact_range(self, points, b):
-        """Indices of the envs whose box moves or that a finger disk can reach at a contact substep
-        (tool below the box's top and within the box's half diagonal plus the disks' reach)."""
-        p = self.params
-        disk_reach_m = (p.pusher_radius_m + max(abs(o) for o in p.pusher_offsets_m)) * self.scale
-        reach = math.sqrt(2.0) * b["h"] + disk_reach_m + 1e-3  # half diagonal + disks + 1 mm margin
-        top = 2.0 * b["h"] + p.tool_floor_z_m
-        near = (b["vx"] != 0) | (b["vy"] != 0) | (b["w"] != 0)
-        for c in points:
-            dx, dy = c[0] - b["x"], c[1] - b["y"]
-            near = near | ((c[2] < top) & (dx * dx + dy * dy <= reach * reach))
-        return near.nonzero().squeeze(1)
-
-    def _box_substeps(self, b, ks, e, stride: int):
-        """The contact substeps ``ks`` on the box state ``b`` (components) of the envs in ``e``
-        (their tool points, friction and frozen flags). Returns the box and the frozen flags."""
-        p, dt_c = self.params, TIME_STEP_S * stride
-        offsets = self._const([o * self.scale for o in p.pusher_offsets_m])[:, None]  # (D, 1)
-        contact_z = 2.0 * b["h"] + p.tool_floor_z_m
-        prev, frozen, active_n = e["t0"], e["frozen"], e["active_n"]
-        for k, cur in zip(ks, e["points"], strict=True):
-            vel_x, vel_y = (cur[0] - prev[0]) / dt_c, (cur[1] - prev[1]) / dt_c
-            prev = cur
-            touching = (cur[2] < contact_z) & ~frozen
-            active = None if active_n is None else (k < active_n)
-            if active is not None:
-                touching = touching & active
-            pen = pusher_contact(b, cur[0] + e["ydir"][0] * offsets, cur[1] + e["ydir"][1] * offsets, vel_x, vel_y,
-                                 p.pusher_radius_m * self.scale, touching, e["mu_f"], p.contact_bias, dt_c)
-            tip = touching & (cur[2] >= p.tip_min_z_m * self.scale) & (pen.amax(0) > p.tip_penetration_m * self.scale)
-            frozen = frozen | tip
-            for key in ("vx", "vy", "w"):
-                b[key] = b[key].masked_fill(frozen, 0.0)
-            table_friction(b, e["mu_t"], dt_c, active)
-        return b, frozen
 
     def _tool_y_xy(self):
         """The tool's y axis in the table plane, unit length: 2 x (N,)."""

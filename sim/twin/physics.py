@@ -13,6 +13,8 @@ top edge tilts it in PyBullet) the tip rule forbids: such a contact freezes the 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from simgate.sim.batch_linalg import cholesky, spd_inverse
@@ -171,3 +173,42 @@ def table_friction(box, mu, dt_s: float, active=None) -> None:
     box["vx"], box["vy"], box["w"] = vx, vy, w
     box["x"], box["y"] = box["x"] + vx * step, box["y"] + vy * step
     box["yaw"] = box["yaw"] + w * step
+
+
+def envs_in_contact_range(points, box, params, scale: float):
+    """Indices of the envs whose box moves or that a finger disk can reach at one of the tool
+    ``points`` ((3, N) each): tool below the box's top and within its half diagonal plus the disks'
+    reach. The others' boxes are at rest and untouched: a step leaves them exactly as they are."""
+    disk_reach_m = (params.pusher_radius_m + max(abs(o) for o in params.pusher_offsets_m)) * scale
+    reach = math.sqrt(2.0) * box["h"] + disk_reach_m + 1e-3  # half diagonal + disks + 1 mm margin
+    top = 2.0 * box["h"] + params.tool_floor_z_m
+    near = (box["vx"] != 0) | (box["vy"] != 0) | (box["w"] != 0)
+    for c in points:
+        dx, dy = c[0] - box["x"], c[1] - box["y"]
+        near = near | ((c[2] < top) & (dx * dx + dy * dy <= reach * reach))
+    return near.nonzero().squeeze(1)
+
+
+def box_substeps(box, ks, e, offsets, params, scale: float, dt_s: float):
+    """The contact substeps ``ks`` (each ``dt_s`` long) on the box state ``box`` (components, as in
+    ``pusher_contact``) of the envs in ``e``: their tool start ``t0`` and ``points`` (3, N), tool y
+    axis ``ydir`` (2, N), frictions ``mu_t``/``mu_f``, ``frozen`` flags and ``active_n`` substeps.
+    ``offsets`` (D, 1): the disks along the tool's y axis, m (a device tensor built once: no host
+    copy inside a CUDA graph). Returns the box and the frozen flags."""
+    contact_z = 2.0 * box["h"] + params.tool_floor_z_m
+    prev, frozen, active_n = e["t0"], e["frozen"], e["active_n"]
+    for k, cur in zip(ks, e["points"], strict=True):
+        vel_x, vel_y = (cur[0] - prev[0]) / dt_s, (cur[1] - prev[1]) / dt_s
+        prev = cur
+        touching = (cur[2] < contact_z) & ~frozen
+        active = None if active_n is None else (k < active_n)
+        if active is not None:
+            touching = touching & active
+        pen = pusher_contact(box, cur[0] + e["ydir"][0] * offsets, cur[1] + e["ydir"][1] * offsets, vel_x, vel_y,
+                             params.pusher_radius_m * scale, touching, e["mu_f"], params.contact_bias, dt_s)
+        tip = touching & (cur[2] >= params.tip_min_z_m * scale) & (pen.amax(0) > params.tip_penetration_m * scale)
+        frozen = frozen | tip
+        for key in ("vx", "vy", "w"):
+            box[key] = box[key].masked_fill(frozen, 0.0)
+        table_friction(box, e["mu_t"], dt_s, active)
+    return box, frozen
