@@ -169,6 +169,9 @@ class ProgramSpec(_Strict):
     acceptance: Acceptance = Acceptance()
     promotion: Promotion = Promotion()
     proposer: Proposer = Proposer()
+    study_seed: int = Field(0, ge=0, le=999_999, description="trial n trains with seed 7000 + 1000 * study_seed + n "
+                                                              "(the audit re-trains with the same): studies that "
+                                                              "differ only here are independent repeats")
     protected: list[str] = Field(default_factory=lambda: sorted(PROTECTED))
 
     @field_validator("search_space")

@@ -31,8 +31,9 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def train_seed(trial_number: int) -> int:
-    return TRAIN_SEED_BASE + trial_number
+def train_seed(trial_number: int, study_seed: int = 0) -> int:
+    """Trial n's training seed; the program's ``study_seed`` separates repeats of one study."""
+    return TRAIN_SEED_BASE + 1000 * study_seed + trial_number
 
 
 def _selection_episodes(spec) -> int:
@@ -53,7 +54,7 @@ def trial_recipe(spec, params: dict, trial_number: int):
     return default_recipe(
         spec.task.env_id,
         **fold_range_params({**spec.base_recipe, **params, "robot": spec.task.robot,
-                             "total_steps": budget.trial_env_steps, "seed": train_seed(trial_number),
+                             "total_steps": budget.trial_env_steps, "seed": train_seed(trial_number, spec.study_seed),
                              "eval_every_steps": max(500, budget.trial_env_steps // 4),
                              "eval_episodes": _selection_episodes(spec),
                              "checkpoint_every_steps": 10 ** 9, "stop_at_success": None}),
@@ -152,7 +153,7 @@ def _run(study, trial, spec, run_dir: Path, worker: str, deadline_ts: float) -> 
         value = res.success_rate if spec.metric.name == "success_rate" else res.mean_return
         trial.set_user_attr("artifact_hash", sha256_file(policy_path))
         trial.set_user_attr("wall_s", round(time.monotonic() - t0, 2))
-        trial.set_user_attr("train_seed", train_seed(n))
+        trial.set_user_attr("train_seed", train_seed(n, spec.study_seed))
         study.tell(trial, value)
     except Exception as exc:  # noqa: BLE001 - every failure is recorded and the loop goes on
         kind = "diverged (non-finite values)" if isinstance(exc, FloatingPointError) or "nan" in str(exc).lower() else "crashed"

@@ -9,7 +9,9 @@ program, same budget (trials and wall clock), each method repeated as independen
                  ("claimed") selection score
 
 Every method runs ``--repeats`` independent studies (fresh work dirs; Optuna samplers are seeded
-per process; the repeat index is recorded as ``study_seed``), interleaved: repeat 0 runs every
+per process; the repeat index is the program's ``study_seed``, so trial n of repeat r trains with
+seed 7000 + 1000 r + n: the baselines and initial candidates of one repeat are the same trainings
+for every method, a paired comparison, and differ between repeats), interleaved: repeat 0 runs every
 method, then repeat 1, ... so drifting machine load hits all methods alike. Each pick is then
 evaluated on ``seeds_for("holdout", --holdout-episodes)`` (seeds no search sees) under the
 program's metric conditions (``metric.under``: the same env kwargs the gate evaluates with). All
@@ -59,11 +61,12 @@ METHODS = (("simgate", "tpe", True), ("random_search", "random", True), ("rl_zoo
 
 
 def _variant_program(src: str | Path, out: Path, name: str, sampler: str, gated: bool, trials: int | None,
-                     wall_s: float | None, trial_steps: int | None) -> Path:
+                     wall_s: float | None, trial_steps: int | None, study_seed: int = 0) -> Path:
     from simgate.autoresearch.program import resolve_program_path, split_front_matter
 
     data, prose = split_front_matter(resolve_program_path(src))
     data["name"] = name
+    data["study_seed"] = study_seed  # repeats train other seeds; the methods of one repeat share trial n's seed
     data["proposer"] = {**data.get("proposer", {}), "sampler": sampler, **({} if gated else {"prune": True})}
     budgets = data["budgets"]
     budgets.update({k: v for k, v in (("max_trials", trials), ("total_wall_s", wall_s),
@@ -126,7 +129,7 @@ def run_study(args, work: Path, repeat: int, label: str, sampler: str, gated: bo
 
     name = f"effic-{label}-r{repeat}"
     prog = _variant_program(args.program, work / f"{name}.md", name, sampler, gated, args.trials, args.wall_s,
-                            args.trial_steps)
+                            args.trial_steps, repeat)
     load_1min = os.getloadavg()[0]
     coord = _coordinator_class(gated)(prog, work / name)
     t0 = time.perf_counter()
