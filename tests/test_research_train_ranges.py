@@ -119,3 +119,27 @@ def test_each_trial_trains_under_its_searched_ranges_and_is_judged_under_the_met
                                                "train_randomization.lateral_friction.high": 1.2,
                                                "train_randomization.lateral_friction.low": 0.6}
     assert any(r["reported"]["params"] != trials[0]["reported"]["params"] for n, r in trials.items() if n >= 2)
+
+
+@pytest.mark.slow
+def test_a_study_seed_moves_every_trials_training_seed_and_the_ledger_says_which(tmp_path):
+    """Repeats of one study (bench/research_efficiency.py) must not re-train the same seeds: trial n
+    of a program with study_seed s trains with seed 7000 + 1000 s + n, and its ledger record says so."""
+    prog = tmp_path / "seeded.md"
+    text = PROGRAM.format(space=SPACE).replace("max_trials: 4", "max_trials: 2")
+    prog.write_text(text.replace("proposer:", "study_seed: 3\nproposer:"))
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(HOOK)
+    p = _cli(["research", "run", str(prog), "--workers", "1"], tmp_path,
+             env=hook_env(tmp_path / "hook", SIMGATE_TEST_RECORD_RECIPE="1"))
+    assert p.returncode == 0, p.stderr[-3000:]
+    sd = tmp_path / "runs" / "research" / "ranges"
+    trials = {r["trial"]: r for r in Ledger(sd / "ledger.jsonl").records() if r["kind"] == "trial"}
+    assert sorted(trials) == [0, 1]  # the two baselines: the same recipe, two training seeds
+    for n, rec in trials.items():
+        given = json.loads((sd / "trials" / f"{n:04d}" / "recipe.json").read_text())
+        assert given["seed"] == rec["reported"]["train_seed"] == 10_000 + n, (n, given["seed"], rec["reported"])
+    bad = tmp_path / "bad.md"
+    bad.write_text(text.replace("proposer:", "study_seed: -1\nproposer:"))
+    refused = _cli(["research", "run", str(bad), "--workers", "0"], tmp_path, timeout=120)
+    assert refused.returncode == 2 and "study_seed" in refused.stderr, refused.stderr[-2000:]
