@@ -21,7 +21,10 @@ from simgate.errors import ConfigError
 METRICS = {"success_rate": "maximize", "mean_return": "maximize"}  # what the harness produces
 PROTECTED = {"evaluation_harness", "holdout_seeds", "selection_seeds"}
 RECIPE_FIELDS_NOT_SEARCHABLE = {"env_id", "eval_every_steps", "eval_episodes", "checkpoint_every_steps", "device",
-                                "init_from"}
+                                "init_from", "seed"}  # a trial's seed comes from its number and the study_seed
+# training seeds stay below 1e6, where the public selection seeds begin (policies/evaluation.py), and
+# trial n < 1000 of one study seed never meets a trial of the next
+MAX_STUDY_SEED, MAX_SEEDED_TRIALS = 899, 1000
 
 
 class _Strict(BaseModel):
@@ -169,9 +172,9 @@ class ProgramSpec(_Strict):
     acceptance: Acceptance = Acceptance()
     promotion: Promotion = Promotion()
     proposer: Proposer = Proposer()
-    study_seed: int = Field(0, ge=0, le=999_999, description="trial n trains with seed 7000 + 1000 * study_seed + n "
-                                                              "(the audit re-trains with the same): studies that "
-                                                              "differ only here are independent repeats")
+    study_seed: int = Field(0, ge=0, le=MAX_STUDY_SEED,
+                            description="trial n trains with seed 7000 + 1000 * study_seed + n (the audit re-trains "
+                                        "with the same): studies that differ only here are independent repeats")
     protected: list[str] = Field(default_factory=lambda: sorted(PROTECTED))
 
     @field_validator("search_space")
@@ -214,6 +217,12 @@ class ProgramSpec(_Strict):
         bad = set(self.base_recipe) - set(RecipeConfig.model_fields)
         if bad:
             raise ValueError(f"base_recipe: unknown recipe field(s) {sorted(bad)}")
+        if "seed" in self.base_recipe:
+            raise ValueError("base_recipe.seed: a trial's training seed is 7000 + 1000 * study_seed + its number; "
+                             "set study_seed instead")
+        if self.study_seed and self.budgets.max_trials > MAX_SEEDED_TRIALS:
+            raise ValueError(f"budgets.max_trials: at most {MAX_SEEDED_TRIALS} with a study_seed (trial 1000 would "
+                             "train the next study seed's trial 0)")
         overlap = set(self.base_recipe) & set(self.search_space)
         if overlap:
             raise ValueError(f"base_recipe and search_space both set {sorted(overlap)}")
@@ -332,11 +341,20 @@ def load_program(path: str | Path) -> Program:
         raise ConfigError(f"{path}: {errs}") from exc
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    # a nominal metric hashes as before ``under`` existed: studies pinned earlier still resume
-    spec_sha = hashlib.sha256(spec.model_dump_json(
-        exclude={"metric": {"under"}} if spec.metric.under == "nominal" else None).encode()).hexdigest()
+    spec_sha = hashlib.sha256(spec.model_dump_json(exclude=_unhashed_defaults(spec)).encode()).hexdigest()
     return Program(spec=spec, prose=prose.strip(), path=str(path), text=text,
                    sha256=hashlib.sha256(text.encode()).hexdigest(), spec_sha256=spec_sha)
+
+
+def _unhashed_defaults(spec: ProgramSpec) -> dict:
+    """A nominal metric and study seed 0 hash as before ``under`` and ``study_seed`` existed: studies
+    pinned earlier still resume."""
+    exclude: dict = {}
+    if spec.metric.under == "nominal":
+        exclude["metric"] = {"under"}
+    if spec.study_seed == 0:
+        exclude["study_seed"] = True
+    return exclude
 
 
 def check_pinned(program: Program, pinned_sha256: str, pinned_spec_sha256: str, where: str) -> None:

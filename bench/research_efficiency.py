@@ -240,7 +240,8 @@ def parse_args() -> argparse.Namespace:
 def budget_of(args) -> dict:
     """What makes two studies comparable: the same program and the same budget."""
     return {"program": args.program, "trials": args.trials, "workers": args.workers, "wall_s": args.wall_s,
-            "trial_steps": args.trial_steps, "holdout_episodes": args.holdout_episodes}
+            "trial_steps": args.trial_steps, "holdout_episodes": args.holdout_episodes,
+            "seeding": "study_seed"}  # older files re-trained one seed per trial number in every repeat
 
 
 def done_studies(args) -> list[dict]:

@@ -139,7 +139,24 @@ def test_a_study_seed_moves_every_trials_training_seed_and_the_ledger_says_which
     for n, rec in trials.items():
         given = json.loads((sd / "trials" / f"{n:04d}" / "recipe.json").read_text())
         assert given["seed"] == rec["reported"]["train_seed"] == 10_000 + n, (n, given["seed"], rec["reported"])
-    bad = tmp_path / "bad.md"
-    bad.write_text(text.replace("proposer:", "study_seed: -1\nproposer:"))
-    refused = _cli(["research", "run", str(bad), "--workers", "0"], tmp_path, timeout=120)
-    assert refused.returncode == 2 and "study_seed" in refused.stderr, refused.stderr[-2000:]
+    for bad_text, named in ((text.replace("proposer:", "study_seed: -1\nproposer:"), "study_seed"),
+                            (text.replace("proposer:", "study_seed: 900\nproposer:"), "study_seed"),  # selection seeds
+                            (text.replace("{algo: sac,", "{algo: sac, seed: 5,"), "base_recipe.seed"),
+                            (text.replace("max_trials: 2", "max_trials: 1001").replace("proposer:", "study_seed: 1\nproposer:"),
+                             "budgets.max_trials")):
+        bad = tmp_path / "bad.md"
+        bad.write_text(bad_text)
+        refused = _cli(["research", "run", str(bad), "--workers", "0"], tmp_path, timeout=120)
+        assert refused.returncode == 2 and named in " ".join(refused.stderr.split()), refused.stderr[-2000:]
+
+
+def test_study_seed_zero_hashes_as_before_it_existed(tmp_path):
+    """Studies pinned before study_seed existed still resume: seed 0 (or none) is not in the spec hash."""
+    from simgate.autoresearch.program import load_program
+
+    text = PROGRAM.format(space=SPACE)
+    hashes = []
+    for i, extra in enumerate(("", "study_seed: 0\n", "study_seed: 1\n")):
+        (tmp_path / f"p{i}.md").write_text(text.replace("proposer:", extra + "proposer:"))
+        hashes.append(load_program(tmp_path / f"p{i}.md").spec_sha256)
+    assert hashes[0] == hashes[1] != hashes[2]
