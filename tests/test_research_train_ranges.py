@@ -62,6 +62,17 @@ def _cli(args, tmp_path, env=None, timeout=600):
     return research_cli(args, tmp_path, env, timeout)
 
 
+def _run_recording_recipes(prog, tmp_path):
+    """`simgate research run PROG` with training replaced by the HOOK: (study dir, trial records by number)."""
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(HOOK)
+    p = _cli(["research", "run", str(prog), "--workers", "1"], tmp_path,
+             env=hook_env(tmp_path / "hook", SIMGATE_TEST_RECORD_RECIPE="1"))
+    assert p.returncode == 0, p.stderr[-3000:]
+    sd = tmp_path / "runs" / "research" / "ranges"
+    return sd, {r["trial"]: r for r in Ledger(sd / "ledger.jsonl").records() if r["kind"] == "trial"}
+
+
 @pytest.mark.parametrize("space, named", [
     ("  train_randomization.lateral_friction.high: {type: float, low: 1.0, high: 9.0}", "outside the allowed"),
     ("  train_randomization.gravity.high: {type: float, low: 1.0, high: 2.0}", "field one of"),
@@ -96,13 +107,7 @@ def test_a_bad_base_randomization_is_refused_at_load_not_after_the_study_is_pinn
 def test_each_trial_trains_under_its_searched_ranges_and_is_judged_under_the_metrics(tmp_path):
     prog = tmp_path / "ranges.md"
     prog.write_text(PROGRAM.format(space=SPACE))
-    (tmp_path / "hook").mkdir()
-    (tmp_path / "hook" / "sitecustomize.py").write_text(HOOK)
-    p = _cli(["research", "run", str(prog), "--workers", "1"], tmp_path,
-             env=hook_env(tmp_path / "hook", SIMGATE_TEST_RECORD_RECIPE="1"))
-    assert p.returncode == 0, p.stderr[-3000:]
-    sd = tmp_path / "runs" / "research" / "ranges"
-    trials = {r["trial"]: r for r in Ledger(sd / "ledger.jsonl").records() if r["kind"] == "trial"}
+    sd, trials = _run_recording_recipes(prog, tmp_path)
     assert len(trials) >= 3, sorted(trials)
     for n, rec in trials.items():
         given = json.loads((sd / "trials" / f"{n:04d}" / "recipe.json").read_text())["randomization"]
@@ -128,13 +133,7 @@ def test_a_study_seed_moves_every_trials_training_seed_and_the_ledger_says_which
     prog = tmp_path / "seeded.md"
     text = PROGRAM.format(space=SPACE).replace("max_trials: 4", "max_trials: 2")
     prog.write_text(text.replace("proposer:", "study_seed: 3\nproposer:"))
-    (tmp_path / "hook").mkdir()
-    (tmp_path / "hook" / "sitecustomize.py").write_text(HOOK)
-    p = _cli(["research", "run", str(prog), "--workers", "1"], tmp_path,
-             env=hook_env(tmp_path / "hook", SIMGATE_TEST_RECORD_RECIPE="1"))
-    assert p.returncode == 0, p.stderr[-3000:]
-    sd = tmp_path / "runs" / "research" / "ranges"
-    trials = {r["trial"]: r for r in Ledger(sd / "ledger.jsonl").records() if r["kind"] == "trial"}
+    sd, trials = _run_recording_recipes(prog, tmp_path)
     assert sorted(trials) == [0, 1]  # the two baselines: the same recipe, two training seeds
     for n, rec in trials.items():
         given = json.loads((sd / "trials" / f"{n:04d}" / "recipe.json").read_text())
