@@ -45,6 +45,7 @@ line that produced it) are rewritten after every study, so an interrupted run ke
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -237,22 +238,39 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
+def program_digest(program: str | Path, trials: int | None, wall_s: float | None, trial_steps: int | None) -> str:
+    """sha256 of the program's front matter with the bench's budget overrides applied: a resumed table
+    refuses studies of an edited program (search space, initial candidates, trial_wall_s, ...)."""
+    from simgate.autoresearch.program import resolve_program_path, split_front_matter
+
+    data, _ = split_front_matter(resolve_program_path(program))
+    data["budgets"].update({k: v for k, v in (("max_trials", trials), ("total_wall_s", wall_s),
+                                              ("trial_env_steps", trial_steps)) if v})
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def budget_of(args) -> dict:
-    """What makes two studies comparable: the same program and the same budget."""
+    """What makes two studies comparable: the same program text, budget and seeding."""
     return {"program": args.program, "trials": args.trials, "workers": args.workers, "wall_s": args.wall_s,
             "trial_steps": args.trial_steps, "holdout_episodes": args.holdout_episodes,
-            "seeding": "study_seed"}  # older files re-trained one seed per trial number in every repeat
+            "seeding": "study_seed",  # older files re-trained one seed per trial number in every repeat
+            "program_sha256": program_digest(args.program, args.trials, args.wall_s, args.trial_steps)}
 
 
 def done_studies(args) -> list[dict]:
     """Studies of an earlier run to keep (``--resume``); refuses a file with another budget."""
     if not (args.resume and args.json and args.json.exists()):
         return []
-    data = json.loads(args.json.read_text())
-    if data.get("budget") != budget_of(args):
+    try:
+        data = json.loads(args.json.read_text())
+        budget, studies = data.get("budget"), data["studies"]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SystemExit(f"--resume: {args.json} is not a table this bench wrote ({type(exc).__name__}: {exc}); "
+                         "use another --json") from None
+    if budget != budget_of(args):
         raise SystemExit(f"--resume: {args.json} holds studies of another program or budget "
-                         f"({data.get('budget')} vs {budget_of(args)}); use another --json")
-    return data["studies"]
+                         f"({budget} vs {budget_of(args)}); use another --json")
+    return studies
 
 
 def main() -> None:
@@ -272,6 +290,8 @@ def main() -> None:
                   f"{_fmt(s['claimed'])} holdout {_fmt(s['holdout_success'])}, false keeps caught "
                   f"{_fmt(s['false_keeps_caught'], 'd')}", flush=True)
             write_outputs(args, command, studies)  # after every study: a long run interrupted keeps what it did
+    if not any(work.iterdir()):
+        work.rmdir()  # nothing ran (every pair resumed): leave no empty directory behind
     print_summary(summarize(studies), args.holdout_episodes)
 
 

@@ -37,8 +37,11 @@ def test_time_to_solve_smoke(tmp_path):
 
 def test_research_efficiency_smoke(tmp_path):
     md = tmp_path / "table.md"
-    res = _run(["bench/research_efficiency.py", "--trials", "2", "--trial-steps", "300", "--holdout-episodes", "3",
-                "--wall-s", "120", "--repeats", "1", "--workers", "1", "--markdown", str(md)], tmp_path)
+    program = tmp_path / "reach-copy.md"  # the built-in reach program, as a file a user may edit
+    program.write_text((ROOT / "autoresearch" / "programs" / "reach.md").read_text())
+    budget = ["--program", str(program), "--trials", "2", "--trial-steps", "300", "--holdout-episodes", "3",
+              "--wall-s", "120", "--repeats", "1", "--workers", "1"]
+    res = _run(["bench/research_efficiency.py", *budget, "--markdown", str(md)], tmp_path)
     methods = {"simgate", "random_search", "rl_zoo_style"}
     assert {s["method"] for s in res["studies"]} == methods and all(s["trials"] == 2 for s in res["studies"])
     assert set(res["summary"]) == methods
@@ -47,15 +50,26 @@ def test_research_efficiency_smoke(tmp_path):
         assert (m["false_keeps_caught"] is None) == (label == "rl_zoo_style")
     text = md.read_text()
     assert "--repeats 1" in text.splitlines()[0] and "| method | studies | holdout success mean +- std |" in text
-    # --resume keeps what is done (nothing left to run here) and refuses a file of another budget
-    args = ["bench/research_efficiency.py", "--trials", "2", "--trial-steps", "300", "--holdout-episodes", "3",
-            "--wall-s", "120", "--repeats", "1", "--workers", "1", "--resume", "--json", str(tmp_path / "b.json")]
-    again = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    def resume(json_path, *extra):
+        return subprocess.run([sys.executable, "bench/research_efficiency.py", *budget, "--resume", "--json",
+                               str(json_path), *extra], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    # --resume keeps what is done (nothing left to run here) ...
+    again = resume(tmp_path / "b.json")
     assert again.returncode == 0 and "study seed" not in again.stdout, again.stderr[-2000:]
     assert json.loads((tmp_path / "b.json").read_text())["studies"] == res["studies"]
-    other = subprocess.run([sys.executable, *args, "--trial-steps", "600"], cwd=ROOT, capture_output=True, text=True,
-                           timeout=120)
+    # ... and refuses a file of another budget, or of the same budget on an edited program
+    other = resume(tmp_path / "b.json", "--trial-steps", "600")
     assert other.returncode != 0 and "another program or budget" in other.stderr
+    program.write_text(program.read_text().replace("high: 0.003, log: true", "high: 0.01, log: true"))
+    edited = resume(tmp_path / "b.json")
+    assert edited.returncode != 0 and "another program or budget" in edited.stderr, edited.stderr[-2000:]
+    # a file the bench did not write is refused by name, not with a traceback
+    (tmp_path / "notes.json").write_text("my notes, not JSON")
+    garbage = resume(tmp_path / "notes.json")
+    assert garbage.returncode != 0 and "not a table this bench wrote" in garbage.stderr
+    assert "Traceback" not in garbage.stderr, garbage.stderr[-2000:]
 
 
 def test_research_efficiency_summary():
