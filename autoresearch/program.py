@@ -281,6 +281,9 @@ def builtin_programs() -> list[str]:
 def resolve_program_path(path: str | Path) -> Path:
     """A program file, or the name of a built-in program."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p} is a directory, not a program: pass a program file or a built-in name "
+                          f"({', '.join(builtin_programs())}), and a study's directory as --study-dir")
     if p.exists():
         return p
     if str(path) in builtin_programs():

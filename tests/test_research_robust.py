@@ -95,6 +95,17 @@ def test_a_bad_condition_is_refused_naming_the_field(tmp_path, metric, named):
     assert not (tmp_path / "runs").exists()  # refused before any study was created
 
 
+def test_a_study_directory_given_as_the_program_is_refused_by_name(tmp_path):
+    """`simgate research status runs/research/x` (a study, not a program) once raised IsADirectoryError."""
+    study = tmp_path / "runs" / "research" / "some-study"
+    study.mkdir(parents=True)
+    for args in (["research", "status", str(study)], ["research", "run", str(study), "--workers", "0"]):
+        p = _cli(args, tmp_path, timeout=120)
+        assert p.returncode == 2 and "is a directory, not a program" in p.stderr, p.stderr[-2000:]
+        assert "--study-dir" in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert list(study.iterdir()) == []  # nothing written into it
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("under, snappy_status, promoted_trial", [
     ("nominal", "keep", 2),  # nominally the snappy controller is the better one ...
