@@ -61,6 +61,12 @@ import yaml
 METHODS = (("simgate", "tpe", True), ("random_search", "random", True), ("rl_zoo_style", "tpe", False))
 
 
+def _override_budgets(data: dict, trials: int | None, wall_s: float | None, trial_steps: int | None) -> None:
+    """The bench's budget overrides, applied in place to a program's front matter."""
+    data["budgets"].update({k: v for k, v in (("max_trials", trials), ("total_wall_s", wall_s),
+                                              ("trial_env_steps", trial_steps)) if v})
+
+
 def _variant_program(src: str | Path, out: Path, name: str, sampler: str, gated: bool, trials: int | None,
                      wall_s: float | None, trial_steps: int | None, study_seed: int = 0) -> Path:
     from simgate.autoresearch.program import resolve_program_path, split_front_matter
@@ -69,9 +75,7 @@ def _variant_program(src: str | Path, out: Path, name: str, sampler: str, gated:
     data["name"] = name
     data["study_seed"] = study_seed  # repeats train other seeds; the methods of one repeat share trial n's seed
     data["proposer"] = {**data.get("proposer", {}), "sampler": sampler, **({} if gated else {"prune": True})}
-    budgets = data["budgets"]
-    budgets.update({k: v for k, v in (("max_trials", trials), ("total_wall_s", wall_s),
-                                      ("trial_env_steps", trial_steps)) if v})
+    _override_budgets(data, trials, wall_s, trial_steps)
     data.setdefault("promotion", {})["auto_promote"] = False
     out.write_text("---\n" + yaml.safe_dump(data, sort_keys=False) + "---\n" + prose)
     return out
@@ -244,8 +248,7 @@ def program_digest(program: str | Path, trials: int | None, wall_s: float | None
     from simgate.autoresearch.program import resolve_program_path, split_front_matter
 
     data, _ = split_front_matter(resolve_program_path(program))
-    data["budgets"].update({k: v for k, v in (("max_trials", trials), ("total_wall_s", wall_s),
-                                              ("trial_env_steps", trial_steps)) if v})
+    _override_budgets(data, trials, wall_s, trial_steps)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
