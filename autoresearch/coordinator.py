@@ -483,6 +483,9 @@ class Coordinator:
 
     # ---- promotion ---------------------------------------------------------------------------
     def promote(self) -> dict | None:
+        if not self.ledger.path.exists() and self.ledger.anchor() is None:  # an anchored one: open_ledger names it
+            raise ConfigError(f"no study in {self.dir} (no ledger): run `simgate research run` first, "
+                              "or pass the study's --study-dir")
         self.lock()
         try:
             self.open_ledger()

@@ -106,6 +106,16 @@ def test_a_study_directory_given_as_the_program_is_refused_by_name(tmp_path):
     assert list(study.iterdir()) == []  # nothing written into it
 
 
+def test_promote_without_a_study_is_refused_and_writes_nothing(tmp_path):
+    """`simgate research promote push-robust --study-dir <empty>` once created a ledger (a study of no trials)."""
+    empty = tmp_path / "runs" / "research" / "not-run-yet"
+    empty.mkdir(parents=True)
+    p = _cli(["research", "promote", "push-robust", "--study-dir", str(empty)], tmp_path, timeout=120)
+    assert p.returncode == 2 and "no study in" in p.stderr and "research run" in p.stderr, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert list(empty.iterdir()) == []  # no ledger, no lock, no optuna.db
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("under, snappy_status, promoted_trial", [
     ("nominal", "keep", 2),  # nominally the snappy controller is the better one ...
