@@ -3,7 +3,8 @@
 # (Python 3.12, torch with CUDA, no pybullet). It needs, carried beside the tree:
 #   .whl/      simgate's wheel (pip wheel --no-deps .) and pydantic, pydantic_core, annotated_types,
 #              typing_inspection, typing_extensions, gymnasium, farama_notifications for cp312
-#   .gpu/site/ pybullet_data/franka_panda/panda.urdf (+ an __init__ with getDataPath): the URDF only
+#   .gpu/site/ pybullet_data/franka_panda/panda.urdf and xarm/xarm6_with_gripper.urdf (+ an __init__ with
+#              getDataPath): the URDFs only (the registry loads every built-in robot)
 # Writes to $OUT: the throughput JSON and Push training snapshots, judged afterwards on a machine
 # with PyBullet: python bench/twin_gpu_push.py judge $OUT/gpu_push_<name>.pt --holdout 200
 # SKIP_THROUGHPUT=1 leaves the throughput benchmark out.

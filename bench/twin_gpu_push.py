@@ -7,6 +7,8 @@ The GPU machine has no PyBullet, so the run has two halves:
     python bench/twin_gpu_push.py train --out out/gpu_push.pt --max-wall-s 240 --set num_envs=4096
     # on a machine with PyBullet: every snapshot on the holdout goals; the first >= 90 % stops the clock
     python bench/twin_gpu_push.py judge out/gpu_push.pt --holdout 200 --json out/gpu_push_judged.json
+    # several judged runs on one figure
+    python bench/twin_gpu_push.py plot robust=out/a.json nominal=out/b.json --out out/curves.png --bar 0.6
 
 ``--set key=value`` overrides the recipe (docs/recipes/panda_push_twin_ppo.yaml); values are YAML.
 Like ``bench/time_to_solve.py --task push``, the clock stops at the first snapshot whose holdout
@@ -41,7 +43,8 @@ def train(args) -> None:
              (cfg.cuda_graph, False, False), (False, False, False)]
     for graph, comp, graph_update in dict.fromkeys(modes):  # a mode that fails falls back to the next, on the clock
         try:
-            env = make_twin(cfg.env_id, cfg.num_envs, randomization=cfg.randomization, device=cfg.device,
+            train_dr = cfg.randomization if cfg.train_randomization is None else cfg.train_randomization
+            env = make_twin(cfg.env_id, cfg.num_envs, randomization=train_dr, device=cfg.device,
                             seed=cfg.seed, cuda_graph=graph, compile=comp)
             learner = Learner(cfg.model_copy(update={"cuda_graph": graph}), env, cfg.device)
             if not graph_update:
@@ -101,12 +104,41 @@ def judge(args) -> None:
             solved = row
             if args.stop:
                 break
-    out = {"meta": {k: v for k, v in blob["meta"].items() if k != "config"}, "holdout_goals": args.holdout,
+    out = {"meta": {k: v for k, v in blob["meta"].items() if k != "config"}, "config": blob["meta"]["config"],
+           "holdout_goals": args.holdout, "under": cfg.randomization or "nominal",
            "bar": args.bar, "solved": solved, "curve": rows}
     print(json.dumps({"solved": solved}), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))
+
+
+def plot(args) -> None:
+    """Judged curves (``judge --json`` files) on one figure: PyBullet holdout success against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for spec in args.judged:
+        label, _, path = spec.rpartition("=")
+        blob = json.loads(Path(path).read_text())
+        curve = blob["curve"]
+        ax.plot([r["steps"] / 1e6 for r in curve], [r["holdout_success"] for r in curve], "o-",
+                label=f"{label or Path(path).stem} ({blob['meta']['device_name']})")
+    if args.bar is not None:
+        ax.axhline(args.bar, color="grey", ls="--", lw=1, label=f"bar {args.bar:g}")
+    ax.set_xlabel("twin env steps (M)")
+    ax.set_ylabel(f"PyBullet success, {args.holdout_label}")
+    ax.set_ylim(0, 1)
+    ax.set_title(args.title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(args.out)
 
 
 def main() -> None:
@@ -125,8 +157,14 @@ def main() -> None:
     j.add_argument("--every", type=int, default=1, help="judge every k-th snapshot")
     j.add_argument("--stop", action="store_true", help="stop at the first snapshot that reaches the bar")
     j.add_argument("--json", type=Path)
+    p = sub.add_parser("plot", help="curves of judged JSON files, LABEL=PATH each")
+    p.add_argument("judged", nargs="+")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--bar", type=float, default=None)
+    p.add_argument("--title", default="Push trained on a GPU, judged in PyBullet")
+    p.add_argument("--holdout-label", default="200 holdout goals")
     args = ap.parse_args()
-    train(args) if args.cmd == "train" else judge(args)
+    {"train": train, "judge": judge, "plot": plot}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -287,7 +287,8 @@ def test_gpu_push_bench_trains_then_pybullet_judges_smoke(tmp_path):
     root = Path(__file__).resolve().parents[1]
     snaps, judged = tmp_path / "s.pt", tmp_path / "j.json"
     train = subprocess.run([sys.executable, "bench/twin_gpu_push.py", "train", "--out", str(snaps), "--max-wall-s", "3",
-                            "--snapshot-every-s", "1", "--set", "device=cpu", "--set", "num_envs=32"],
+                            "--snapshot-every-s", "1", "--set", "device=cpu", "--set", "num_envs=32",
+                            "--set", "randomization=preset", "--set", "train_randomization={lateral_friction: [0.6, 1.3]}"],
                            cwd=root, check=True, capture_output=True, text=True, timeout=120)
     assert "cuda_graph=True compile=False graphed_update=True failed: ConfigError" in train.stdout
     assert "first iteration" in train.stdout and "cuda_graph=False compile=False graphed_update=False" in train.stdout
@@ -297,3 +298,9 @@ def test_gpu_push_bench_trains_then_pybullet_judges_smoke(tmp_path):
     assert out["holdout_goals"] == 2 and len(out["curve"]) >= 1
     assert all(0 <= r["holdout_success"] <= 1 and r["wall_s"] > 0 for r in out["curve"])
     assert out["meta"]["steps"] >= 32 * 50
+    # judged under the recipe's conditions, with the training ranges on record
+    assert out["under"] == "preset" and out["config"]["train_randomization"] == {"lateral_friction": [0.6, 1.3]}
+    png = tmp_path / "curves.png"
+    subprocess.run([sys.executable, "bench/twin_gpu_push.py", "plot", f"run={judged}", "--out", str(png), "--bar", "0.6"],
+                   cwd=root, check=True, capture_output=True, timeout=120)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
