@@ -483,7 +483,8 @@ class Coordinator:
 
     # ---- promotion ---------------------------------------------------------------------------
     def promote(self) -> dict | None:
-        if not self.ledger.path.exists() and self.ledger.anchor() is None:  # an anchored one: open_ledger names it
+        no_ledger = not self.ledger.path.exists() or not self.ledger.path.stat().st_size  # open_ledger would create one
+        if no_ledger and self.ledger.anchor() is None:  # an anchored one: open_ledger names it
             raise ConfigError(f"no study in {self.dir} (no ledger): run `simgate research run` first, "
                               "or pass the study's --study-dir")
         self.lock()

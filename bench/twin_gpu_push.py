@@ -31,6 +31,7 @@ RECIPE = ROOT / "docs" / "recipes" / "panda_push_twin_ppo.yaml"
 
 def train(args) -> None:
     from simgate.policies.batched_ppo import Learner
+    from simgate.policies.provenance import code_version
     from simgate.policies.recipes import load_recipe
     from simgate.sim.twin.env import make_twin
 
@@ -77,7 +78,9 @@ def train(args) -> None:
         iters += 1
     steps_after_first = learner.steps - cfg.num_envs * cfg.n_steps
     meta = {"config": cfg.model_dump(), "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-            "torch": torch.__version__, "graphed_update": learner.graphed is not None, "first_iteration_s": first_iter_s, "iterations": iters, "steps": learner.steps,
+            "torch": torch.__version__, "code_version": code_version(),
+            "twin_training_randomization": env.randomization.model_dump(mode="json"),  # what the twin drew from
+            "graphed_update": learner.graphed is not None, "first_iteration_s": first_iter_s, "iterations": iters, "steps": learner.steps,
             "steps_per_s": round(learner.steps / wall, 1),
             "steps_per_s_after_first_iteration": round(steps_after_first / max(1e-9, wall - first_iter_s), 1),
             "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None}

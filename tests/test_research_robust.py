@@ -110,10 +110,16 @@ def test_promote_without_a_study_is_refused_and_writes_nothing(tmp_path):
     """`simgate research promote push-robust --study-dir <empty>` once created a ledger (a study of no trials)."""
     empty = tmp_path / "runs" / "research" / "not-run-yet"
     empty.mkdir(parents=True)
-    p = _cli(["research", "promote", "push-robust", "--study-dir", str(empty)], tmp_path, timeout=120)
-    assert p.returncode == 2 and "no study in" in p.stderr and "research run" in p.stderr, p.stderr[-2000:]
-    assert "Traceback" not in p.stderr, p.stderr[-2000:]
-    assert list(empty.iterdir()) == []  # no ledger, no lock, no optuna.db
+    zero = tmp_path / "runs" / "research" / "zero-byte-ledger"
+    zero.mkdir(parents=True)
+    (zero / "ledger.jsonl").write_bytes(b"")
+    for study, left in ((empty, []), (zero, ["ledger.jsonl"])):
+        p = _cli(["research", "promote", "push-robust", "--study-dir", str(study)], tmp_path, timeout=120,
+                 env={"COLUMNS": "10000"})
+        assert p.returncode == 2 and "no study in" in p.stderr and "research run" in p.stderr, p.stderr[-2000:]
+        assert "Traceback" not in p.stderr, p.stderr[-2000:]
+        assert sorted(f.name for f in study.iterdir()) == left  # no ledger written, no lock, no optuna.db
+    assert (zero / "ledger.jsonl").stat().st_size == 0
 
 
 @pytest.mark.slow

@@ -300,6 +300,10 @@ def test_gpu_push_bench_trains_then_pybullet_judges_smoke(tmp_path):
     assert out["meta"]["steps"] >= 32 * 50
     # judged under the recipe's conditions, with the training ranges on record
     assert out["under"] == "preset" and out["config"]["train_randomization"] == {"lateral_friction": [0.6, 1.3]}
+    drawn = out["meta"]["twin_training_randomization"]  # the twin trained on train_randomization, not the preset
+    assert drawn["lateral_friction"] == {"low": 0.6, "high": 1.3}
+    assert all(v is None for k, v in drawn.items() if k != "lateral_friction"), drawn
+    assert len(out["meta"]["code_version"]["git_commit"]) >= 7
     png = tmp_path / "curves.png"
     subprocess.run([sys.executable, "bench/twin_gpu_push.py", "plot", f"run={judged}", "--out", str(png), "--bar", "0.6"],
                    cwd=root, check=True, capture_output=True, timeout=120)
