@@ -497,7 +497,9 @@ class Coordinator:
     def _promote_locked(self) -> dict | None:
         from simgate.autoresearch.promote import promote_incumbent
 
-        return promote_incumbent(self)
+        res = promote_incumbent(self)
+        self._write_cache(self._elapsed())  # the people's cache shows the attempt too
+        return res
 
 
 class _Checkout:

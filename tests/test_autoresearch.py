@@ -145,6 +145,7 @@ def test_study_end_to_end_and_lying_worker(tmp_path):
             assert r["verified"]["artifact_sha256"] and len(r["verified"]["fresh_seeds"]) >= 10
             assert min(r["verified"]["fresh_seeds"]) >= 10_000_000
     assert any(r["kind"] == "promotion" and r["status"] == "promoted" for r in recs)
+    assert json.loads((sd / "coordinator.json").read_text())["promotion_attempts"] == 1  # the cache shows it
     assert (sd / "report.md").exists() and (sd / "report" / "metric_per_trial.png").stat().st_size > 1000
     assert (sd / "report" / "promoted.mp4").exists()
     # the registry entry points back at its ledger record
