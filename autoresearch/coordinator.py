@@ -483,6 +483,8 @@ class Coordinator:
 
     # ---- promotion ---------------------------------------------------------------------------
     def promote(self) -> dict | None:
+        if self.ledger.path.is_dir():
+            raise ConfigError(f"{self.ledger.path} is a directory, not a study's ledger")
         no_ledger = not self.ledger.path.exists() or not self.ledger.path.stat().st_size  # open_ledger would create one
         if no_ledger and self.ledger.anchor() is None:  # an anchored one: open_ledger names it
             raise ConfigError(f"no study in {self.dir} (no ledger): run `simgate research run` first, "

@@ -120,6 +120,12 @@ def test_promote_without_a_study_is_refused_and_writes_nothing(tmp_path):
         assert "Traceback" not in p.stderr, p.stderr[-2000:]
         assert sorted(f.name for f in study.iterdir()) == left  # no ledger written, no lock, no optuna.db
     assert (zero / "ledger.jsonl").stat().st_size == 0
+    odd = tmp_path / "runs" / "research" / "ledger-is-a-dir"
+    (odd / "ledger.jsonl").mkdir(parents=True)
+    p = _cli(["research", "promote", "push-robust", "--study-dir", str(odd)], tmp_path, timeout=120,
+             env={"COLUMNS": "10000"})
+    assert p.returncode == 2 and "is a directory, not a study's ledger" in p.stderr, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and sorted(f.name for f in odd.iterdir()) == ["ledger.jsonl"]
 
 
 @pytest.mark.slow
