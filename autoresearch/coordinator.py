@@ -204,6 +204,8 @@ class Coordinator:
     # ---- the ledger: creation, pin, repair -----------------------------------------------------
     def open_ledger(self) -> None:
         """Create the ledger (pinning the program), or repair + verify it and check the pin."""
+        if self.ledger.path.is_dir():
+            raise ConfigError(f"{self.ledger.path} is a directory, not a study's ledger")
         self.dir.mkdir(parents=True, exist_ok=True)
         if not self.ledger.path.exists() or not self.ledger.path.stat().st_size:
             Ledger.create(self.ledger.path, dict(
@@ -483,8 +485,6 @@ class Coordinator:
 
     # ---- promotion ---------------------------------------------------------------------------
     def promote(self) -> dict | None:
-        if self.ledger.path.is_dir():
-            raise ConfigError(f"{self.ledger.path} is a directory, not a study's ledger")
         no_ledger = not self.ledger.path.exists() or not self.ledger.path.stat().st_size  # open_ledger would create one
         if no_ledger and self.ledger.anchor() is None:  # an anchored one: open_ledger names it
             raise ConfigError(f"no study in {self.dir} (no ledger): run `simgate research run` first, "

@@ -122,10 +122,11 @@ def test_promote_without_a_study_is_refused_and_writes_nothing(tmp_path):
     assert (zero / "ledger.jsonl").stat().st_size == 0
     odd = tmp_path / "runs" / "research" / "ledger-is-a-dir"
     (odd / "ledger.jsonl").mkdir(parents=True)
-    p = _cli(["research", "promote", "push-robust", "--study-dir", str(odd)], tmp_path, timeout=120,
-             env={"COLUMNS": "10000"})
-    assert p.returncode == 2 and "is a directory, not a study's ledger" in p.stderr, p.stderr[-2000:]
-    assert "Traceback" not in p.stderr and sorted(f.name for f in odd.iterdir()) == ["ledger.jsonl"]
+    for cmd in (["promote"], ["run", "--workers", "0"]):  # every command that opens the ledger
+        p = _cli(["research", *cmd[:1], "push-robust", *cmd[1:], "--study-dir", str(odd)], tmp_path, timeout=120,
+                 env={"COLUMNS": "10000"})
+        assert p.returncode == 2 and "is a directory, not a study's ledger" in p.stderr, p.stderr[-2000:]
+        assert "Traceback" not in p.stderr and sorted(f.name for f in odd.iterdir()) == ["ledger.jsonl"]
 
 
 @pytest.mark.slow
