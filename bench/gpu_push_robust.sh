@@ -9,14 +9,8 @@
 # preset with friction up to 1.22, lr 1.25e-3, ent_coef 0.005, clip 0.18, gamma 0.971, box speed 0.45 m/s.
 set -u
 train_wall_s=${1:-240}; shift || true
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+SKIP_THROUGHPUT=1 bench/gpu_session.sh "$train_wall_s" || exit 1  # install, GPU facts, graph tests (SKIP_TESTS=1: none)
 export PYTHONPATH=/tmp/site:$PWD/.gpu/site PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-if [ -z "${SKIP_TESTS:-}" ]; then
-  echo "== graph tests"
-  timeout 100 python3 -P -m pytest -p no:simgate -p no:cacheprovider --noconftest -o addopts="" -q tests/test_twin_graph.py tests/test_ppo_graph.py 2>&1 | tail -15
-fi
 preset_friction_122='{"link_mass_scale": [0.8, 1.2], "lateral_friction": [0.6, 1.2219105039259726], "joint_damping": [0.0, 0.5], "object_size_scale": [0.9, 1.1], "object_mass_scale": [0.5, 1.5], "action_latency_steps": [0.0, 1.0], "action_noise_std": [0.0, 0.05], "obs_noise_std": [0.0, 0.002], "control_period_jitter": [0.0, 0.1]}'
 for which in "$@"; do
   case "$which" in

@@ -7,7 +7,8 @@
 #              getDataPath): the URDFs only (the registry loads every built-in robot)
 # Writes to $OUT: the throughput JSON and Push training snapshots, judged afterwards on a machine
 # with PyBullet: python bench/twin_gpu_push.py judge $OUT/gpu_push_<name>.pt --holdout 200
-# SKIP_THROUGHPUT=1 leaves the throughput benchmark out.
+# SKIP_THROUGHPUT=1 leaves the throughput benchmark out, SKIP_TESTS=1 the graph tests; with no
+# trainings and SKIP_THROUGHPUT it only installs and checks (bench/gpu_push_robust.sh starts so).
 # Usage: bench/gpu_session.sh TRAIN_WALL_S "name:key=v,key=v" ["name:..."]   (trainings first, then throughput)
 set -u
 train_wall_s=${1:-200}; shift || true
@@ -15,8 +16,7 @@ train_wall_s=${1:-200}; shift || true
 export PYTHONPATH=/tmp/site:$PWD/.gpu/site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-echo "== graph tests"
-timeout 90 python3 -P -m pytest -p no:simgate -p no:cacheprovider --noconftest -o addopts="" -q tests/test_twin_graph.py tests/test_ppo_graph.py 2>&1 | tail -15  # -P: the repo root is not on sys.path (its simgate/ is not the installed package)
+[ -n "${SKIP_TESTS:-}" ] || { echo "== graph tests"; timeout 90 python3 -P -m pytest -p no:simgate -p no:cacheprovider --noconftest -o addopts="" -q tests/test_twin_graph.py tests/test_ppo_graph.py 2>&1 | tail -15; }  # -P: the repo root is not on sys.path (its simgate/ is not the installed package)
 for spec in "$@"; do
   name=${spec%%:*}; sets=()
   IFS=, read -ra kvs <<< "${spec#*:}"

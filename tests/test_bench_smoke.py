@@ -137,3 +137,13 @@ def test_plot_learning_curve_smoke(tmp_path):
                            "--vline", "20000:randomization on"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.stat().st_size > 10_000 and "best 92%" in proc.stdout
+
+
+def test_gpu_push_robust_script_runs_its_prelude_then_checks_its_runs(tmp_path):
+    """bench/gpu_push_robust.sh on a machine without a GPU: it delegates install/checks to
+    bench/gpu_session.sh (skipped here), comes back, and refuses a run it does not know."""
+    env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path), "SKIP_INSTALL": "1", "SKIP_TESTS": "1"}
+    proc = subprocess.run(["bash", "bench/gpu_push_robust.sh", "1", "bogus"], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 2 and "unknown run bogus (robust|nominal)" in proc.stderr, proc.stderr[-2000:]
+    assert "== graph tests" not in proc.stdout and list(tmp_path.iterdir()) == []
